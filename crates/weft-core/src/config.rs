@@ -1,0 +1,312 @@
+//! `weft.toml`: one file, every key with a laptop-friendly default, every key
+//! overridable by an environment variable (`WEFT_` + the key path in capitals,
+//! nested keys joined by `__`, e.g. `WEFT_SERVER__ADDR`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A config that could not be read: the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where every table, log and state file lives; nothing is written outside it.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub collector: CollectorConfig,
+    pub raw_log: RawLogConfig,
+    pub iglu: IgluConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./weft-data"),
+            server: ServerConfig::default(),
+            collector: CollectorConfig::default(),
+            raw_log: RawLogConfig::default(),
+            iglu: IgluConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Connections held open at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest request head (request line plus headers) read before answering 431.
+    pub max_header_bytes: usize,
+    /// A client that has not sent its whole request head by then is disconnected.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// A body larger than this is kept whole but flagged as a size violation,
+    /// and answered 200 so that the tracker does not send it again.
+    pub max_payload_bytes: usize,
+    /// A body larger than this is refused with 413 without being read.
+    pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, proxies).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Extra paths mapped onto the standard ones, e.g.
+    /// `"/com.acme/track" = "/com.snowplowanalytics.snowplow/tp2"`.
+    pub paths: BTreeMap<String, String>,
+    pub cookie: CookieConfig,
+    pub redirect: RedirectConfig,
+    pub cors: CorsConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            max_body_bytes: 2 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            paths: BTreeMap::new(),
+            cookie: CookieConfig::default(),
+            redirect: RedirectConfig::default(),
+            cors: CorsConfig::default(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Whether `peer` is a proxy whose `X-Forwarded-For` header is believed.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieConfig {
+    pub enabled: bool,
+    pub name: String,
+    /// `Domain` attribute of the cookie; none means the collector's own host.
+    pub domain: Option<String>,
+    pub expiration_days: u32,
+    pub secure: bool,
+    pub http_only: bool,
+    /// `None`, `Lax` or `Strict`.
+    pub same_site: String,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "sp".to_owned(),
+            domain: None,
+            expiration_days: 365,
+            secure: true,
+            http_only: true,
+            same_site: "None".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// `/r/tp2?u=…` answers 302 only when enabled (it is an open redirect otherwise).
+    pub enabled: bool,
+    /// Hosts a redirect may lead to (a host matches itself and its subdomains);
+    /// empty allows any host.
+    pub allowed_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `Access-Control-Max-Age` on preflight answers, so browsers preflight once an hour, not every few seconds.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self { max_age_secs: 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogConfig {
+    /// A segment file is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// fsync before acknowledging a request; turning it off trades durability for speed.
+    pub fsync: bool,
+}
+
+impl Default for RawLogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct IgluConfig {
+    /// Folders laid out `vendor/name/format/version`, searched after the schemas weft ships.
+    /// In the environment: a comma-separated list.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub registries: Vec<PathBuf>,
+}
+
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<PathBuf>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(d)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+    })
+}
+
+impl Config {
+    /// Defaults, then the TOML file (when given, it must exist; otherwise `./weft.toml`
+    /// if present), then `WEFT_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                if Path::new("weft.toml").is_file() {
+                    figment = figment.merge(Toml::file_exact("weft.toml"));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed("WEFT_").split("__"));
+        figment.extract().map_err(|error| {
+            // figment reports one error per problem; show each on its own line
+            ConfigError(
+                error
+                    .into_iter()
+                    .map(|e| format!("invalid config: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })
+    }
+
+    /// Where the collector's raw payload log lives.
+    pub fn raw_log_dir(&self) -> PathBuf {
+        self.data_dir.join("raw")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        figment::Jail::expect_with(|_jail| {
+            let config = Config::load(None).unwrap();
+            assert_eq!(config, Config::default());
+            assert_eq!(config.server.addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.data_dir, PathBuf::from("./weft-data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "weft.toml",
+                r#"
+                data_dir = "/srv/weft"
+                [server]
+                addr = "0.0.0.0:9000"
+                [collector]
+                trusted_proxies = ["10.0.0.0/8"]
+                [collector.paths]
+                "/com.acme/track" = "/com.snowplowanalytics.snowplow/tp2"
+                "#,
+            )?;
+            jail.set_env("WEFT_SERVER__ADDR", "127.0.0.1:9100");
+            jail.set_env("WEFT_COLLECTOR__COOKIE__NAME", "nuid");
+            jail.set_env("WEFT_IGLU__REGISTRIES", "/a, /b");
+            let config = Config::load(Some(Path::new("weft.toml"))).unwrap();
+            assert_eq!(config.data_dir, PathBuf::from("/srv/weft"));
+            assert_eq!(config.server.addr.to_string(), "127.0.0.1:9100");
+            assert_eq!(config.collector.cookie.name, "nuid");
+            assert_eq!(
+                config.iglu.registries,
+                vec![PathBuf::from("/a"), PathBuf::from("/b")]
+            );
+            assert!(config.collector.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+            assert!(!config.collector.is_trusted_proxy("192.0.2.1".parse().unwrap()));
+            assert_eq!(config.collector.paths.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_and_bad_value_name_the_key_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("weft.toml", "[server]\nadress = \"x\"\n")?;
+            let error = Config::load(Some(Path::new("weft.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("adress"), "{error}");
+            assert!(error.contains("weft.toml"), "{error}");
+
+            jail.create_file("weft.toml", "[server]\naddr = \"not an address\"\n")?;
+            let error = Config::load(Some(Path::new("weft.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("server.addr"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_named_file_is_an_error() {
+        let error = Config::load(Some(Path::new("/nonexistent/weft.toml"))).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/weft.toml"));
+    }
+}
