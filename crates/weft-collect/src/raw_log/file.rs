@@ -1,0 +1,587 @@
+//! The raw log on local disk: a folder of append-only segment files.
+//!
+//! Each segment is named by the offset of its first record
+//! (`00000000000000000000.log`) and holds frames
+//! `[length: u32 LE][crc32c(length ‖ payload): u32 LE][payload]`.
+//! One writer thread appends: requests that arrive while it is writing or
+//! syncing queue up, and the next round writes them all with one `write` and
+//! one `fdatasync` (group commit) before any of them is acknowledged.
+//! On open, the last segment is scanned and a torn tail (a frame cut short by
+//! a crash, or whose checksum fails) is moved aside and cut, never misread.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{LogError, LogRecord, Offset, RawLog, Result, validate_consumer};
+use crate::payload::CollectorPayload;
+
+const FRAME_HEADER_BYTES: usize = 8;
+/// No frame is larger: the body limit is 2 MiB by default; this leaves room for
+/// a raised limit and headers while a torn length field is still caught.
+const MAX_FRAME_PAYLOAD: usize = 64 * 1024 * 1024;
+/// Caps one group commit so a flood of requests still gets answered in slices.
+const MAX_BATCH_RECORDS: usize = 4096;
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FileLogOptions {
+    pub segment_bytes: u64,
+    pub fsync: bool,
+}
+
+impl Default for FileLogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+/// Counters of the writer, for `/metrics` and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+pub struct FileLog {
+    sender: mpsc::Sender<AppendRequest>,
+    shared: Arc<Shared>,
+}
+
+struct AppendRequest {
+    frame: Vec<u8>,
+    done: oneshot::Sender<Result<Offset>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// Every record below this offset is written and synced.
+    durable_end: AtomicU64,
+    /// Base offset → segment path; the last one is being written.
+    segments: Mutex<BTreeMap<Offset, PathBuf>>,
+    /// Where the last `read` stopped, so a consumer reading on does not rescan.
+    cursor: Mutex<Option<Cursor>>,
+    poisoned: AtomicBool,
+    stats: WriterStats,
+}
+
+struct Cursor {
+    base: Offset,
+    next: Offset,
+    reader: BufReader<File>,
+}
+
+impl FileLog {
+    /// Opens (or creates) the log in `dir`, cutting a torn tail if the last run crashed.
+    pub fn open(dir: impl Into<PathBuf>, options: FileLogOptions) -> Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(dir.join("consumers")).map_err(io_at(&dir))?;
+        let mut segments = list_segments(&dir)?;
+        if segments.is_empty() {
+            let path = segment_path(&dir, 0);
+            File::create(&path).map_err(io_at(&path))?;
+            sync_dir(&dir)?;
+            segments.insert(0, path);
+        }
+        let (&base, last_path) = segments.last_key_value().expect("at least one segment");
+        let last_path = last_path.clone();
+        let scan = scan_segment(&last_path, base)?;
+        if scan.file_len > scan.valid_len {
+            cut_torn_tail(&last_path, &scan)?;
+        }
+        let next = base + scan.records;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&last_path)
+            .map_err(io_at(&last_path))?;
+
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            durable_end: AtomicU64::new(next),
+            segments: Mutex::new(segments),
+            cursor: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            stats: WriterStats::default(),
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            file,
+            base,
+            len: scan.valid_len,
+            next,
+            options,
+        };
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("weft-raw-log".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(io_at(&dir))?;
+        info!(dir = %dir.display(), next_offset = next, "raw log opened");
+        let log = Self { sender, shared };
+        log.apply_retention()?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// The oldest offset still kept.
+    pub fn start_offset(&self) -> Offset {
+        lock(&self.shared.segments)
+            .first_key_value()
+            .map_or(0, |(&base, _)| base)
+    }
+
+    /// Number of segment files on disk.
+    pub fn segment_count(&self) -> usize {
+        lock(&self.shared.segments).len()
+    }
+
+    /// Deletes closed segments whose records every consumer has committed past.
+    fn apply_retention(&self) -> Result<()> {
+        let consumers = self.consumers()?;
+        let Some(min_committed) = consumers.iter().map(|(_, offset)| *offset).min() else {
+            return Ok(()); // nobody has read anything: keep everything
+        };
+        let mut segments = lock(&self.shared.segments);
+        loop {
+            let mut bases = segments.keys();
+            let (Some(&first), Some(&second)) = (bases.next(), bases.next()) else {
+                break; // never delete the segment being written
+            };
+            if second > min_committed {
+                break;
+            }
+            let path = segments.remove(&first).expect("present");
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            info!(segment = %path.display(), "raw log segment deleted after every consumer committed past it");
+        }
+        Ok(())
+    }
+
+    fn read_locked(&self, cursor: &mut Option<Cursor>, from: Offset, max: usize) -> Result<Vec<LogRecord>> {
+        let end = self.end_offset();
+        let mut out = Vec::new();
+        if from >= end || max == 0 {
+            return Ok(out);
+        }
+        if cursor.as_ref().is_none_or(|c| c.next != from) {
+            *cursor = Some(self.seek(from)?);
+        }
+        let cursor_ref = cursor.as_mut().expect("positioned");
+        while out.len() < max && cursor_ref.next < end {
+            let next_base = lock(&self.shared.segments)
+                .range(cursor_ref.base + 1..)
+                .next()
+                .map(|(&base, path)| (base, path.clone()));
+            if let Some((base, path)) = next_base
+                && cursor_ref.next == base
+            {
+                let file = File::open(&path).map_err(io_at(&path))?;
+                *cursor_ref = Cursor {
+                    base,
+                    next: base,
+                    reader: BufReader::with_capacity(256 * 1024, file),
+                };
+            }
+            let offset = cursor_ref.next;
+            let payload_bytes = match read_frame(&mut cursor_ref.reader) {
+                Ok(Some(bytes)) => bytes,
+                failed => {
+                    let reason = match failed {
+                        Err(reason) => reason,
+                        _ => "end of segment before the end of the log".to_owned(),
+                    };
+                    let path = segment_path(&self.shared.dir, cursor_ref.base);
+                    *cursor = None;
+                    return Err(LogError::Corrupt {
+                        path: path.display().to_string(),
+                        offset,
+                        reason,
+                    });
+                }
+            };
+            let payload = CollectorPayload::decode(&payload_bytes)
+                .map_err(|source| LogError::Decode { offset, source })?;
+            out.push(LogRecord { offset, payload });
+            cursor_ref.next += 1;
+        }
+        Ok(out)
+    }
+
+    /// Opens the segment holding `from` and skips to it.
+    fn seek(&self, from: Offset) -> Result<Cursor> {
+        let (base, path) = {
+            let segments = lock(&self.shared.segments);
+            let oldest = segments.first_key_value().map_or(0, |(&b, _)| b);
+            match segments.range(..=from).next_back() {
+                Some((&base, path)) => (base, path.clone()),
+                None => return Err(LogError::Deleted { requested: from, oldest }),
+            }
+        };
+        let file = File::open(&path).map_err(io_at(&path))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        for offset in base..from {
+            skip_frame(&mut reader).map_err(|reason| LogError::Corrupt {
+                path: path.display().to_string(),
+                offset,
+                reason,
+            })?;
+        }
+        Ok(Cursor { base, next: from, reader })
+    }
+}
+
+#[async_trait]
+impl RawLog for FileLog {
+    async fn append(&self, payload: &CollectorPayload) -> Result<Offset> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(LogError::Poisoned);
+        }
+        let frame = encode_frame(&payload.encode());
+        let (done, result) = oneshot::channel();
+        self.sender
+            .send(AppendRequest { frame, done })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        result.await.map_err(|_| LogError::Closed)?
+    }
+
+    fn end_offset(&self) -> Offset {
+        self.shared.durable_end.load(Ordering::Acquire)
+    }
+
+    fn read(&self, from: Offset, max_records: usize) -> Result<Vec<LogRecord>> {
+        let mut cursor = lock(&self.shared.cursor);
+        self.read_locked(&mut cursor, from, max_records)
+    }
+
+    fn commit(&self, consumer: &str, next: Offset) -> Result<()> {
+        validate_consumer(consumer)?;
+        let end = self.end_offset();
+        if next > end {
+            return Err(LogError::Corrupt {
+                path: self.shared.dir.display().to_string(),
+                offset: next,
+                reason: format!("cannot commit past the end of the log ({end})"),
+            });
+        }
+        let dir = self.shared.dir.join("consumers");
+        let tmp = dir.join(format!(".{consumer}.tmp"));
+        let path = dir.join(consumer);
+        let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
+        file.write_all(next.to_string().as_bytes()).map_err(io_at(&tmp))?;
+        file.sync_all().map_err(io_at(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        sync_dir(&dir)?;
+        self.apply_retention()
+    }
+
+    fn committed(&self, consumer: &str) -> Result<Option<Offset>> {
+        validate_consumer(consumer)?;
+        let path = self.shared.dir.join("consumers").join(consumer);
+        match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| LogError::Corrupt {
+                path: path.display().to_string(),
+                offset: 0,
+                reason: format!("consumer offset {text:?} is not a number"),
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_at(&path)(error)),
+        }
+    }
+
+    fn consumers(&self) -> Result<Vec<(String, Offset)>> {
+        let dir = self.shared.dir.join("consumers");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(offset) = self.committed(&name)? {
+                out.push((name, offset));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The one thread that writes: owns the open segment.
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    base: Offset,
+    len: u64,
+    next: Offset,
+    options: FileLogOptions,
+}
+
+impl Writer {
+    fn run(mut self, mut receiver: mpsc::Receiver<AppendRequest>) {
+        let mut batch = Vec::new();
+        while let Some(first) = receiver.blocking_recv() {
+            let mut bytes = first.frame.len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+                match receiver.try_recv() {
+                    Ok(request) => {
+                        bytes += request.frame.len();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let first_offset = self.next;
+            match self.write_batch(&batch) {
+                Ok(()) => {
+                    for (index, request) in batch.drain(..).enumerate() {
+                        let _ = request.done.send(Ok(first_offset + index as u64));
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, records = batch.len(), "raw log write failed; refusing further writes");
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    for request in batch.drain(..) {
+                        let _ = request.done.send(Err(LogError::Poisoned));
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[AppendRequest]) -> Result<()> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(LogError::Poisoned);
+        }
+        let mut buffer = Vec::with_capacity(batch.iter().map(|r| r.frame.len()).sum());
+        let mut buffered_records = 0;
+        for request in batch {
+            let would_be = self.len + (buffer.len() + request.frame.len()) as u64;
+            if would_be > self.options.segment_bytes && self.len + buffer.len() as u64 > 0 {
+                self.write_out(&mut buffer, &mut buffered_records)?;
+                self.roll()?;
+            }
+            buffer.extend_from_slice(&request.frame);
+            buffered_records += 1;
+        }
+        self.write_out(&mut buffer, &mut buffered_records)?;
+        if self.options.fsync {
+            self.file.sync_data().map_err(io_at(&self.path()))?;
+            self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.durable_end.store(self.next, Ordering::Release);
+        Ok(())
+    }
+
+    fn write_out(&mut self, buffer: &mut Vec<u8>, records: &mut u64) -> Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.file.write_all(buffer) {
+            // best effort: leave no half batch behind for the next start-up to find
+            let _ = self.file.set_len(self.len);
+            return Err(io_at(&self.path())(error));
+        }
+        self.len += buffer.len() as u64;
+        self.next += *records;
+        self.shared.stats.records.fetch_add(*records, Ordering::Relaxed);
+        self.shared.stats.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+        buffer.clear();
+        *records = 0;
+        Ok(())
+    }
+
+    /// Closes the current segment (synced) and starts the next one at `self.next`.
+    fn roll(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(io_at(&self.path()))?;
+        let path = segment_path(&self.shared.dir, self.next);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        sync_dir(&self.shared.dir)?;
+        self.file = file;
+        self.base = self.next;
+        self.len = 0;
+        lock(&self.shared.segments).insert(self.base, path);
+        // records up to the roll are durable even if the rest of the batch fails
+        self.shared.durable_end.store(self.next, Ordering::Release);
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        segment_path(&self.shared.dir, self.base)
+    }
+}
+
+fn encode_frame(payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).expect("payload under 4 GiB");
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    frame.extend_from_slice(&length.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&length.to_le_bytes()), payload);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of file, `Err` for a short or
+/// corrupt frame (with the reason).
+fn read_frame(reader: &mut impl Read) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    match read_full(reader, &mut header) {
+        Ok(0) => return Ok(None),
+        Ok(n) if n < FRAME_HEADER_BYTES => return Err(format!("frame header cut short after {n} bytes")),
+        Ok(_) => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    let length_bytes: [u8; 4] = header[..4].try_into().expect("4 bytes");
+    let length = u32::from_le_bytes(length_bytes) as usize;
+    let expected_crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if length == 0 || length > MAX_FRAME_PAYLOAD {
+        return Err(format!("implausible frame length {length}"));
+    }
+    let mut payload = vec![0u8; length];
+    let n = read_full(reader, &mut payload).map_err(|e| e.to_string())?;
+    if n < length {
+        return Err(format!("frame cut short: {n} of {length} bytes"));
+    }
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&length_bytes), &payload);
+    if crc != expected_crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(Some(payload))
+}
+
+fn skip_frame(reader: &mut BufReader<File>) -> std::result::Result<(), String> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    reader.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    reader
+        .seek_relative(i64::from(length))
+        .map_err(|e| e.to_string())
+}
+
+/// Like `read_exact`, but reports how much was read instead of failing at end of file.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+struct SegmentScan {
+    records: u64,
+    valid_len: u64,
+    file_len: u64,
+    problem: Option<String>,
+}
+
+fn scan_segment(path: &Path, base: Offset) -> Result<SegmentScan> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let file_len = file.metadata().map_err(io_at(path))?.len();
+    let mut reader = BufReader::with_capacity(1024 * 1024, file);
+    let mut records = 0;
+    let mut valid_len = 0;
+    let problem = loop {
+        match read_frame(&mut reader) {
+            Ok(Some(payload)) => {
+                records += 1;
+                valid_len += (FRAME_HEADER_BYTES + payload.len()) as u64;
+            }
+            Ok(None) => break None,
+            Err(reason) => break Some(format!("record {}: {reason}", base + records)),
+        }
+    };
+    Ok(SegmentScan {
+        records,
+        valid_len,
+        file_len,
+        problem,
+    })
+}
+
+/// Moves the bytes after the last whole record into a side file, then truncates.
+fn cut_torn_tail(path: &Path, scan: &SegmentScan) -> Result<()> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_at(path))?;
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(scan.valid_len)).map_err(io_at(path))?;
+    file.read_to_end(&mut tail).map_err(io_at(path))?;
+    let side = path.with_extension(format!("torn-{}", scan.valid_len));
+    fs::write(&side, &tail).map_err(io_at(&side))?;
+    file.set_len(scan.valid_len).map_err(io_at(path))?;
+    file.sync_all().map_err(io_at(path))?;
+    warn!(
+        segment = %path.display(),
+        cut_bytes = scan.file_len - scan.valid_len,
+        kept_records = scan.records,
+        reason = scan.problem.as_deref().unwrap_or("unknown"),
+        saved_to = %side.display(),
+        "raw log had a torn tail (a write cut short by a crash); cut it"
+    );
+    Ok(())
+}
+
+fn list_segments(dir: &Path) -> Result<BTreeMap<Offset, PathBuf>> {
+    let mut segments = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let path = entry.map_err(io_at(dir))?.path();
+        if path.extension().is_some_and(|ext| ext == "log")
+            && let Some(base) = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .and_then(|stem| stem.parse::<Offset>().ok())
+        {
+            segments.insert(base, path);
+        }
+    }
+    Ok(segments)
+}
+
+fn segment_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // a panic while holding these locks leaves no half-updated state worth refusing
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
