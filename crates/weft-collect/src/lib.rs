@@ -1,6 +1,7 @@
 //! The Snowplow collector: tracker protocol, HTTP service and the durable raw log.
 
 pub mod payload;
+pub mod protocol;
 pub mod raw_log;
 
 pub use payload::{CollectorPayload, Header, SizeViolation};
