@@ -308,6 +308,10 @@ impl RawLog for FileLog {
         }
     }
 
+    fn writer_stats(&self) -> Option<&WriterStats> {
+        Some(&self.shared.stats)
+    }
+
     fn consumers(&self) -> Result<Vec<(String, Offset)>> {
         let dir = self.shared.dir.join("consumers");
         let mut out = Vec::new();

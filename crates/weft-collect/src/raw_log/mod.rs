@@ -78,6 +78,11 @@ pub trait RawLog: Send + Sync + 'static {
 
     /// Every consumer with its committed offset.
     fn consumers(&self) -> Result<Vec<(String, Offset)>>;
+
+    /// Counters of the local writer, where there is one.
+    fn writer_stats(&self) -> Option<&WriterStats> {
+        None
+    }
 }
 
 fn validate_consumer(name: &str) -> Result<()> {
