@@ -1,0 +1,100 @@
+//! `weft serve`: the collector on one address, until interrupted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use weft_collect::metrics::Metrics;
+use weft_collect::raw_log::FileLogOptions;
+use weft_collect::service::{Collector, router};
+use weft_collect::{FileLog, server};
+use weft_core::Config;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides `server.addr`); port 0 picks a free one.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+}
+
+/// A running server: its address, its log, and the task serving it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub log: Arc<FileLog>,
+    pub task: JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task failed")??;
+        Ok(())
+    }
+}
+
+/// Opens the raw log, binds the address and serves in the background.
+pub async fn start(config: &Config) -> Result<Running> {
+    let log_dir = config.raw_log_dir();
+    let log = FileLog::open(
+        &log_dir,
+        FileLogOptions {
+            segment_bytes: config.raw_log.segment_bytes,
+            fsync: config.raw_log.fsync,
+        },
+    )
+    .with_context(|| format!("cannot open the raw log in {}", log_dir.display()))?;
+    let log = Arc::new(log);
+    let collector = Collector::new(config.collector.clone(), log.clone(), Arc::new(Metrics::new()))?;
+    let app = router(Arc::new(collector));
+    let listener = TcpListener::bind(config.server.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.addr)", config.server.addr))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = config.server.clone();
+    let task = tokio::spawn(async move {
+        server::serve(listener, app, &limits, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    Ok(Running { addr, log, task, stop })
+}
+
+pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
+    if let Some(addr) = args.addr {
+        config.server.addr = addr;
+    }
+    let running = start(&config).await?;
+    // scripts and tests read this line to find the port
+    println!("weft listening on http://{}", running.addr);
+    tracing::info!(addr = %running.addr, data_dir = %config.data_dir.display(), "serving");
+    shutdown_signal().await;
+    running.stop().await
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
