@@ -21,6 +21,8 @@ pub struct ConfigError(String);
 pub struct Config {
     /// Where every table, log and state file lives; nothing is written outside it.
     pub data_dir: PathBuf,
+    /// Log filter in `tracing` syntax, e.g. `info` or `weft_collect=debug,info`.
+    pub log: String,
     pub server: ServerConfig,
     pub collector: CollectorConfig,
     pub raw_log: RawLogConfig,
@@ -31,6 +33,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./weft-data"),
+            log: "info".to_owned(),
             server: ServerConfig::default(),
             collector: CollectorConfig::default(),
             raw_log: RawLogConfig::default(),
@@ -179,6 +182,26 @@ pub struct IgluConfig {
     pub registries: Vec<PathBuf>,
 }
 
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".").to_lowercase();
+    let source = match error.metadata.as_ref() {
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+            _ if metadata.name.contains("environment") && !key.is_empty() => format!(
+                " in environment variable WEFT_{}",
+                key.to_uppercase().replace('.', "__")
+            ),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("invalid config{source}: {}", error.kind)
+    } else {
+        format!("invalid config key {key}{source}: {}", error.kind)
+    }
+}
+
 fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -220,14 +243,8 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed("WEFT_").split("__"));
         figment.extract().map_err(|error| {
-            // figment reports one error per problem; show each on its own line
-            ConfigError(
-                error
-                    .into_iter()
-                    .map(|e| format!("invalid config: {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
+            // figment reports one error per problem; one line each, naming key and source
+            ConfigError(error.into_iter().map(describe).collect::<Vec<_>>().join("\n"))
         })
     }
 
