@@ -76,7 +76,11 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
         body.len(),
         args.connections,
         args.seconds,
-        if args.no_fsync { "off" } else { "on (group commit)" }
+        if args.no_fsync {
+            "off"
+        } else {
+            "on (group commit)"
+        }
     );
 
     // the ceiling: a bare axum handler that does nothing
@@ -105,7 +109,10 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
     running.stop().await?;
     // every answered request (warm-up included) must be in the log
     if stored < weft.ok as u64 {
-        bail!("raw log holds {stored} records but {} requests were acknowledged", weft.ok);
+        bail!(
+            "raw log holds {stored} records but {} requests were acknowledged",
+            weft.ok
+        );
     }
 
     let row = |name: &str, load: &Load, events: bool| {
@@ -114,7 +121,11 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
         println!(
             "  {name:<22} {:>12.0} {:>12} {:>9.2} {:>9.2} {:>8}",
             load.per_second(),
-            if events { format!("{:.0}", load.per_second() * args.batch as f64) } else { "-".into() },
+            if events {
+                format!("{:.0}", load.per_second() * args.batch as f64)
+            } else {
+                "-".into()
+            },
             percentile_ms(&sorted, 0.50),
             percentile_ms(&sorted, 0.99),
             load.errors
@@ -136,13 +147,20 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
 
 /// Sends POSTs over `connections` keep-alive connections for one second of
 /// warm-up and then `duration`, recording the latency of each measured request.
-async fn drive(addr: SocketAddr, body: Bytes, connections: usize, duration: Duration) -> Result<Load> {
+async fn drive(
+    addr: SocketAddr,
+    body: Bytes,
+    connections: usize,
+    duration: Duration,
+) -> Result<Load> {
     let warm_until = Instant::now() + Duration::from_secs(1);
     let end = warm_until + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let body = body.clone();
-        tasks.push(tokio::spawn(async move { one_connection(addr, body, warm_until, end).await }));
+        tasks.push(tokio::spawn(async move {
+            one_connection(addr, body, warm_until, end).await
+        }));
     }
     let mut load = Load {
         ok: 0,
@@ -167,7 +185,8 @@ async fn one_connection(
 ) -> Result<(usize, usize, Vec<Duration>)> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let host = addr.to_string();
     let (mut ok, mut errors, mut latencies) = (0, 0, Vec::new());

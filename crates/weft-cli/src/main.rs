@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use weft_core::Config;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "An open-source customer data platform")]
+#[command(
+    name = "weft",
+    version,
+    about = "An open-source customer data platform"
+)]
 struct Cli {
     /// Config file (default: ./weft.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
@@ -57,7 +61,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

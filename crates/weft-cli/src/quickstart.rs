@@ -72,15 +72,21 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let mut bytes = 0;
     let mut offset = first_offset;
     while offset < end_offset {
-        let records = running.log.read(offset, 1000).context("reading back the raw log")?;
+        let records = running
+            .log
+            .read(offset, 1000)
+            .context("reading back the raw log")?;
         let Some(last) = records.last() else { break };
         offset = last.offset + 1;
         for record in &records {
-            bytes += record.payload.body.as_ref().map_or(0, Vec::len) + record.payload.query.as_ref().map_or(0, String::len);
+            bytes += record.payload.body.as_ref().map_or(0, Vec::len)
+                + record.payload.query.as_ref().map_or(0, String::len);
             let parsed = parse_payload(&record.payload);
             bad += parsed.errors.len();
             for event in parsed.events {
-                *events_by_type.entry(event.get("e").unwrap_or("?").to_owned()).or_default() += 1;
+                *events_by_type
+                    .entry(event.get("e").unwrap_or("?").to_owned())
+                    .or_default() += 1;
             }
         }
     }
@@ -89,14 +95,13 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let ok = sent.statuses.get(&200).copied().unwrap_or(0);
     let mut latencies = sent.latencies.clone();
     latencies.sort_unstable();
-    let syncs = running
-        .log
-        .stats()
-        .syncs
-        .load(Ordering::Relaxed);
+    let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
 
     println!("weft quickstart");
-    println!("  collector   {base_url}   data in {}", config.data_dir.display());
+    println!(
+        "  collector   {base_url}   data in {}",
+        config.data_dir.display()
+    );
     println!(
         "  sent        {} tracker requests ({} GET /i, {} POST tp2) carrying {} events, in {:.2} s",
         requests.len(),
@@ -138,13 +143,19 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         return running.stop().await;
     }
     println!();
-    println!("weft is serving at {base_url}  (trackers: POST /com.snowplowanalytics.snowplow/tp2, GET /i; health: /health; metrics: /metrics)");
+    println!(
+        "weft is serving at {base_url}  (trackers: POST /com.snowplowanalytics.snowplow/tp2, GET /i; health: /health; metrics: /metrics)"
+    );
     println!("press Ctrl-C to stop");
     serve::shutdown_signal().await;
     running.stop().await
 }
 
-async fn send_all(base_url: &str, requests: Arc<Vec<TrackerRequest>>, progress: &ProgressBar) -> Result<Sent> {
+async fn send_all(
+    base_url: &str,
+    requests: Arc<Vec<TrackerRequest>>,
+    progress: &ProgressBar,
+) -> Result<Sent> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -164,7 +175,9 @@ async fn send_all(base_url: &str, requests: Arc<Vec<TrackerRequest>>, progress: 
         workers.push(tokio::spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(request) = requests.get(index) else { break };
+                let Some(request) = requests.get(index) else {
+                    break;
+                };
                 let started = Instant::now();
                 let result = send_one(&client, &base_url, request).await;
                 let latency = started.elapsed();
@@ -187,7 +200,11 @@ async fn send_all(base_url: &str, requests: Arc<Vec<TrackerRequest>>, progress: 
     Ok(sent)
 }
 
-async fn send_one(client: &reqwest::Client, base_url: &str, request: &TrackerRequest) -> reqwest::Result<u16> {
+async fn send_one(
+    client: &reqwest::Client,
+    base_url: &str,
+    request: &TrackerRequest,
+) -> reqwest::Result<u16> {
     let url = format!("{base_url}{}", request.path);
     let mut builder = match request.method {
         "POST" => client.post(url),

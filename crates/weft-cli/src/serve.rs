@@ -49,7 +49,11 @@ pub async fn start(config: &Config) -> Result<Running> {
     )
     .with_context(|| format!("cannot open the raw log in {}", log_dir.display()))?;
     let log = Arc::new(log);
-    let collector = Collector::new(config.collector.clone(), log.clone(), Arc::new(Metrics::new()))?;
+    let collector = Collector::new(
+        config.collector.clone(),
+        log.clone(),
+        Arc::new(Metrics::new()),
+    )?;
     let app = router(Arc::new(collector));
     let listener = TcpListener::bind(config.server.addr)
         .await
@@ -63,7 +67,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         })
         .await
     });
-    Ok(Running { addr, log, task, stop })
+    Ok(Running {
+        addr,
+        log,
+        task,
+        stop,
+    })
 }
 
 pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
@@ -83,13 +92,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -127,9 +127,12 @@ impl Metrics {
             let end = log.end_offset();
             self.log_end_offset.set(to_i64(end));
             if let Some(stats) = log.writer_stats() {
-            self.log_records.set(to_i64(stats.records.load(Ordering::Relaxed)));
-            self.log_bytes.set(to_i64(stats.bytes.load(Ordering::Relaxed)));
-            self.log_syncs.set(to_i64(stats.syncs.load(Ordering::Relaxed)));
+                self.log_records
+                    .set(to_i64(stats.records.load(Ordering::Relaxed)));
+                self.log_bytes
+                    .set(to_i64(stats.bytes.load(Ordering::Relaxed)));
+                self.log_syncs
+                    .set(to_i64(stats.syncs.load(Ordering::Relaxed)));
             }
             if let Ok(consumers) = log.consumers() {
                 for (consumer, committed) in consumers {
@@ -141,7 +144,8 @@ impl Metrics {
         }
         let mut out = String::new();
         // writing into a String cannot fail
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encode metrics");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encode metrics");
         out
     }
 }

@@ -19,9 +19,12 @@ use crate::payload::CollectorPayload;
 
 pub const TP2_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
 pub const REDIRECT_PATH: &str = "/r/tp2";
-const PAYLOAD_DATA_PREFIX: &str = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-";
-const URI_REDIRECT_SCHEMA: &str = "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0";
-const UNSTRUCT_EVENT_SCHEMA: &str = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0";
+const PAYLOAD_DATA_PREFIX: &str =
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-";
+const URI_REDIRECT_SCHEMA: &str =
+    "iglu:com.snowplowanalytics.snowplow/uri_redirect/jsonschema/1-0-0";
+const UNSTRUCT_EVENT_SCHEMA: &str =
+    "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0";
 const CONTEXTS_SCHEMA: &str = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1";
 
 /// One event: its tracker parameters, decoded from the query string or JSON.
@@ -95,7 +98,9 @@ pub fn parse_payload(payload: &CollectorPayload) -> ParsedPayload {
 pub fn parse_query(query: &str) -> RawEvent {
     let mut params = BTreeMap::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        params.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+        params
+            .entry(key.into_owned())
+            .or_insert_with(|| value.into_owned());
     }
     RawEvent { params }
 }
@@ -123,7 +128,10 @@ fn parse_redirect(query: &str) -> Result<RawEvent, ProtocolError> {
         let envelope = serde_json::json!({"schema": UNSTRUCT_EVENT_SCHEMA, "data": redirect});
         event.params.insert("ue_pr".into(), envelope.to_string());
     }
-    event.params.entry("p".into()).or_insert_with(|| "web".into());
+    event
+        .params
+        .entry("p".into())
+        .or_insert_with(|| "web".into());
     Ok(event)
 }
 
@@ -134,7 +142,11 @@ fn parse_body(body: &[u8], parsed: &mut ParsedPayload) {
     };
     let json: Value = match serde_json::from_str(text) {
         Ok(json) => json,
-        Err(error) => return parsed.errors.push(ProtocolError::NotJson(error.to_string())),
+        Err(error) => {
+            return parsed
+                .errors
+                .push(ProtocolError::NotJson(error.to_string()));
+        }
     };
     let Value::Object(mut envelope) = json else {
         return parsed
@@ -144,7 +156,9 @@ fn parse_body(body: &[u8], parsed: &mut ParsedPayload) {
     match envelope.get("schema") {
         Some(Value::String(schema)) if schema.starts_with(PAYLOAD_DATA_PREFIX) => {}
         Some(Value::String(schema)) => {
-            return parsed.errors.push(ProtocolError::UnsupportedSchema(schema.clone()));
+            return parsed
+                .errors
+                .push(ProtocolError::UnsupportedSchema(schema.clone()));
         }
         _ => {
             return parsed
@@ -153,9 +167,9 @@ fn parse_body(body: &[u8], parsed: &mut ParsedPayload) {
         }
     }
     let Some(Value::Array(events)) = envelope.remove("data") else {
-        return parsed
-            .errors
-            .push(ProtocolError::NotPayloadData("\"data\" is not an array".into()));
+        return parsed.errors.push(ProtocolError::NotPayloadData(
+            "\"data\" is not an array".into(),
+        ));
     };
     if events.is_empty() {
         return parsed.errors.push(ProtocolError::Empty);
@@ -192,12 +206,18 @@ pub fn decode_base64(param: &str, text: &str) -> Result<Vec<u8>, ProtocolError> 
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, INDIFFERENT);
     let text = text.trim();
     // standard base64 in a query string may have had '+' turned into ' '
-    let engine = if text.contains(['+', '/', ' ']) { &STANDARD } else { &URL_SAFE };
+    let engine = if text.contains(['+', '/', ' ']) {
+        &STANDARD
+    } else {
+        &URL_SAFE
+    };
     let text = text.replace(' ', "+");
-    engine.decode(text).map_err(|error| ProtocolError::BadBase64 {
-        param: param.to_owned(),
-        reason: error.to_string(),
-    })
+    engine
+        .decode(text)
+        .map_err(|error| ProtocolError::BadBase64 {
+            param: param.to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 impl RawEvent {
@@ -211,10 +231,11 @@ impl RawEvent {
             (Some(text), _) => (plain, text.to_owned()),
             (None, Some(b64)) => {
                 let bytes = decode_base64(encoded, b64)?;
-                let text = String::from_utf8(bytes).map_err(|_| ProtocolError::BadSelfDescribing {
-                    param: encoded.to_owned(),
-                    reason: "decoded bytes are not UTF-8".into(),
-                })?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| ProtocolError::BadSelfDescribing {
+                        param: encoded.to_owned(),
+                        reason: "decoded bytes are not UTF-8".into(),
+                    })?;
                 (encoded, text)
             }
             (None, None) => return Ok(None),
@@ -225,7 +246,9 @@ impl RawEvent {
         };
         let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         match &value {
-            Value::Object(map) if map.get("schema").is_some_and(Value::is_string) && map.contains_key("data") => {
+            Value::Object(map)
+                if map.get("schema").is_some_and(Value::is_string) && map.contains_key("data") =>
+            {
                 Ok(Some(value))
             }
             _ => Err(bad("expected an object with \"schema\" and \"data\"".into())),
@@ -284,7 +307,10 @@ mod tests {
         assert_eq!(
             parsed.errors,
             vec![
-                ProtocolError::NonStringValue { index: 1, param: "se_va".into() },
+                ProtocolError::NonStringValue {
+                    index: 1,
+                    param: "se_va".into()
+                },
                 ProtocolError::EventNotObject { index: 2 },
             ]
         );
@@ -292,8 +318,14 @@ mod tests {
 
     #[test]
     fn whole_payload_errors_are_named() {
-        assert!(matches!(post("{not json").errors[..], [ProtocolError::NotJson(_)]));
-        assert!(matches!(post("[1,2]").errors[..], [ProtocolError::NotPayloadData(_)]));
+        assert!(matches!(
+            post("{not json").errors[..],
+            [ProtocolError::NotJson(_)]
+        ));
+        assert!(matches!(
+            post("[1,2]").errors[..],
+            [ProtocolError::NotPayloadData(_)]
+        ));
         assert!(matches!(
             post(r#"{"schema":"iglu:com.acme/x/jsonschema/1-0-0","data":[]}"#).errors[..],
             [ProtocolError::UnsupportedSchema(_)]
@@ -302,15 +334,22 @@ mod tests {
             post(r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":{}}"#).errors[..],
             [ProtocolError::NotPayloadData(_)]
         ));
-        assert_eq!(parse_payload(&sample_payload(b"\xff\xfe")).errors, vec![ProtocolError::NotUtf8]);
+        assert_eq!(
+            parse_payload(&sample_payload(b"\xff\xfe")).errors,
+            vec![ProtocolError::NotUtf8]
+        );
         assert_eq!(get("").errors, vec![ProtocolError::Empty]);
         let deep = "[".repeat(100_000);
-        assert!(matches!(post(&deep).errors[..], [ProtocolError::NotJson(_)]));
+        assert!(matches!(
+            post(&deep).errors[..],
+            [ProtocolError::NotJson(_)]
+        ));
     }
 
     #[test]
     fn get_query_string_is_decoded() {
-        let parsed = get("e=pv&url=https%3A%2F%2Fshop.example.com%2F%3Fa%3D1&page=Blue+T-shirt&e=ignored");
+        let parsed =
+            get("e=pv&url=https%3A%2F%2Fshop.example.com%2F%3Fa%3D1&page=Blue+T-shirt&e=ignored");
         let event = &parsed.events[0];
         assert_eq!(event.get("e"), Some("pv"));
         assert_eq!(event.get("url"), Some("https://shop.example.com/?a=1"));
@@ -320,7 +359,9 @@ mod tests {
     #[test]
     fn base64_in_every_variant() {
         let json = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{"schema":"iglu:a/b/jsonschema/1-0-0","data":{"k":"v?>"}}]}"#;
-        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         for encoded in [
             STANDARD.encode(json),
             STANDARD_NO_PAD.encode(json),
@@ -335,10 +376,18 @@ mod tests {
         }
         let mut event = RawEvent::default();
         event.params.insert("ue_px".into(), "!!!not base64".into());
-        assert!(matches!(event.unstruct(), Err(ProtocolError::BadBase64 { .. })));
+        assert!(matches!(
+            event.unstruct(),
+            Err(ProtocolError::BadBase64 { .. })
+        ));
         let mut event = RawEvent::default();
-        event.params.insert("ue_pr".into(), r#"{"schema":1}"#.into());
-        assert!(matches!(event.unstruct(), Err(ProtocolError::BadSelfDescribing { .. })));
+        event
+            .params
+            .insert("ue_pr".into(), r#"{"schema":1}"#.into());
+        assert!(matches!(
+            event.unstruct(),
+            Err(ProtocolError::BadSelfDescribing { .. })
+        ));
     }
 
     #[test]
@@ -361,7 +410,10 @@ mod tests {
         assert_eq!(contexts[0]["schema"], URI_REDIRECT_SCHEMA);
 
         payload.query = Some("aid=x".into());
-        assert_eq!(parse_payload(&payload).errors, vec![ProtocolError::RedirectWithoutTarget]);
+        assert_eq!(
+            parse_payload(&payload).errors,
+            vec![ProtocolError::RedirectWithoutTarget]
+        );
     }
 
     proptest! {

@@ -124,7 +124,9 @@ impl Collector {
             if Endpoint::of(to).is_none() {
                 return Err(invalid(
                     "paths",
-                    format!("{from:?} maps to {to:?}, which is not a collector path (/i, {TP2_PATH}, {REDIRECT_PATH}, /vendor/version)"),
+                    format!(
+                        "{from:?} maps to {to:?}, which is not a collector path (/i, {TP2_PATH}, {REDIRECT_PATH}, /vendor/version)"
+                    ),
                 ));
             }
         }
@@ -135,7 +137,10 @@ impl Collector {
             ));
         }
         if !is_token(&config.cookie.name) {
-            return Err(invalid("cookie.name", format!("{:?} is not a valid cookie name", config.cookie.name)));
+            return Err(invalid(
+                "cookie.name",
+                format!("{:?} is not a valid cookie name", config.cookie.name),
+            ));
         }
         if config.max_payload_bytes > config.max_body_bytes {
             return Err(invalid(
@@ -146,7 +151,9 @@ impl Collector {
         let cookie = &config.cookie;
         let mut cookie_suffix = format!(
             "; Expires={}; Max-Age={}; Path=/",
-            httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(u64::from(cookie.expiration_days) * 86_400)),
+            httpdate::fmt_http_date(
+                SystemTime::now() + Duration::from_secs(u64::from(cookie.expiration_days) * 86_400)
+            ),
             u64::from(cookie.expiration_days) * 86_400
         );
         if let Some(domain) = cookie.domain.as_deref().filter(|d| !d.is_empty()) {
@@ -160,7 +167,9 @@ impl Collector {
             cookie_suffix.push_str("; HttpOnly");
         }
         if config.redirect.enabled && config.redirect.allowed_domains.is_empty() {
-            warn!("collector.redirect is enabled for any target host; set collector.redirect.allowed_domains");
+            warn!(
+                "collector.redirect is enabled for any target host; set collector.redirect.allowed_domains"
+            );
         }
         Ok(Self {
             config,
@@ -188,7 +197,11 @@ impl Collector {
             }
             _ => {
                 self.metrics.error("method_not_allowed");
-                let allow = if endpoint == Endpoint::Vendor { "GET, POST, OPTIONS" } else { "GET, OPTIONS" };
+                let allow = if endpoint == Endpoint::Vendor {
+                    "GET, POST, OPTIONS"
+                } else {
+                    "GET, OPTIONS"
+                };
                 (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)]).into_response()
             }
         }
@@ -199,7 +212,10 @@ impl Collector {
         (
             StatusCode::OK,
             [
-                (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, SP-Anonymous"),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "Content-Type, SP-Anonymous",
+                ),
                 (header::ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS"),
                 (header::ACCESS_CONTROL_MAX_AGE, max_age.as_str()),
             ],
@@ -222,7 +238,10 @@ impl Collector {
             }
             Err(error) => {
                 self.metrics.error("body_read");
-                return (StatusCode::BAD_REQUEST, format!("could not read the request body: {error}"))
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {error}"),
+                )
                     .into_response();
             }
         };
@@ -242,14 +261,18 @@ impl Collector {
         let redirect_target = if endpoint == Endpoint::Redirect {
             match self.redirect_target(query.as_deref(), &nuid) {
                 Ok(target) => Some(target),
-                Err(response) => return response,
+                Err(refused) => return refused.into_response(&self.metrics),
             }
         } else {
             None
         };
 
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-        let ip = if anonymous { None } else { self.client_ip(peer, &parts.headers) };
+        let ip = if anonymous {
+            None
+        } else {
+            self.client_ip(peer, &parts.headers)
+        };
         let headers = parts
             .headers
             .iter()
@@ -297,7 +320,9 @@ impl Collector {
         }
 
         let mut response = match (endpoint, &parts.method, redirect_target) {
-            (_, _, Some(target)) => (StatusCode::FOUND, [(header::LOCATION, target)]).into_response(),
+            (_, _, Some(target)) => {
+                (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
+            }
             (Endpoint::Vendor, &Method::POST, _) => {
                 ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
             }
@@ -354,24 +379,19 @@ impl Collector {
         Some(client)
     }
 
-    fn redirect_target(&self, query: Option<&str>, nuid: &str) -> Result<String, Response> {
+    fn redirect_target(&self, query: Option<&str>, nuid: &str) -> Result<String, RedirectRefused> {
         if !self.config.redirect.enabled {
-            self.metrics.error("redirect_disabled");
-            return Err((StatusCode::NOT_FOUND, "redirects are disabled on this collector").into_response());
+            return Err(RedirectRefused::Disabled);
         }
-        let refuse = |reason: &str| {
-            self.metrics.error("redirect_refused");
-            (StatusCode::BAD_REQUEST, format!("redirect refused: {reason}")).into_response()
-        };
-        let Some(target) = query_param(query, "u").filter(|u| !u.is_empty()) else {
-            return Err(refuse("missing u parameter"));
-        };
-        let target = target.replace(NUID_MACRO, nuid);
-        let Ok(uri) = target.parse::<Uri>() else {
-            return Err(refuse("u is not a URL"));
-        };
+        let target = query_param(query, "u")
+            .filter(|u| !u.is_empty())
+            .ok_or(RedirectRefused::Invalid("missing u parameter"))?
+            .replace(NUID_MACRO, nuid);
+        let uri = target
+            .parse::<Uri>()
+            .map_err(|_| RedirectRefused::Invalid("u is not a URL"))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(refuse("u must be an http or https URL"));
+            return Err(RedirectRefused::Invalid("u must be an http or https URL"));
         }
         let host = uri.host().unwrap_or("").to_ascii_lowercase();
         let allowed = &self.config.redirect.allowed_domains;
@@ -381,12 +401,44 @@ impl Collector {
                 host == domain || host.ends_with(&format!(".{domain}"))
             });
         if host.is_empty() || !permitted {
-            return Err(refuse("target host is not in collector.redirect.allowed_domains"));
+            return Err(RedirectRefused::Invalid(
+                "target host is not in collector.redirect.allowed_domains",
+            ));
         }
         if HeaderValue::from_str(&target).is_err() {
-            return Err(refuse("u has characters not allowed in a Location header"));
+            return Err(RedirectRefused::Invalid(
+                "u has characters not allowed in a Location header",
+            ));
         }
         Ok(target)
+    }
+}
+
+enum RedirectRefused {
+    Disabled,
+    Invalid(&'static str),
+}
+
+impl RedirectRefused {
+    fn into_response(self, metrics: &Metrics) -> Response {
+        match self {
+            Self::Disabled => {
+                metrics.error("redirect_disabled");
+                (
+                    StatusCode::NOT_FOUND,
+                    "redirects are disabled on this collector",
+                )
+                    .into_response()
+            }
+            Self::Invalid(reason) => {
+                metrics.error("redirect_refused");
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("redirect refused: {reason}"),
+                )
+                    .into_response()
+            }
+        }
     }
 }
 
@@ -399,14 +451,26 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .iter()
         .map(|p| (p.to_string(), String::new()))
         .collect();
-    paths.extend(collector.config.paths.iter().map(|(from, to)| (from.clone(), to.clone())));
+    paths.extend(
+        collector
+            .config
+            .paths
+            .iter()
+            .map(|(from, to)| (from.clone(), to.clone())),
+    );
     for (route, mapped_to) in paths {
         router = router.route(
             &route,
-            any(move |State(collector): State<Arc<Collector>>, request: Request| async move {
-                let path = if mapped_to.is_empty() { request.uri().path().to_owned() } else { mapped_to };
-                collect(collector, path, request).await
-            }),
+            any(
+                move |State(collector): State<Arc<Collector>>, request: Request| async move {
+                    let path = if mapped_to.is_empty() {
+                        request.uri().path().to_owned()
+                    } else {
+                        mapped_to
+                    };
+                    collect(collector, path, request).await
+                },
+            ),
         );
     }
     router
@@ -437,7 +501,10 @@ async fn collect(collector: Arc<Collector>, path: String, request: Request) -> R
 async fn metrics(State(collector): State<Arc<Collector>>) -> Response {
     let text = collector.metrics.render(collector.log.as_ref());
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -456,11 +523,17 @@ async fn cors(request: Request<Body>, next: Next) -> Response {
     match origin {
         Some(origin) => {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
             headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
         None => {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
         }
     }
     response
@@ -475,7 +548,13 @@ fn too_large(max: usize) -> Response {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -494,7 +573,9 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 fn is_safe_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_token(value: &str) -> bool {
@@ -509,7 +590,10 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
         return Some(ip.to_canonical());
     }
     // "1.2.3.4:5678" or "[2001:db8::1]:443"
-    entry.parse::<SocketAddr>().ok().map(|s| s.ip().to_canonical())
+    entry
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 fn now_ms() -> i64 {

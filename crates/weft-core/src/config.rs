@@ -244,7 +244,13 @@ impl Config {
         figment = figment.merge(Env::prefixed("WEFT_").split("__"));
         figment.extract().map_err(|error| {
             // figment reports one error per problem; one line each, naming key and source
-            ConfigError(error.into_iter().map(describe).collect::<Vec<_>>().join("\n"))
+            ConfigError(
+                error
+                    .into_iter()
+                    .map(describe)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
         })
     }
 
@@ -255,6 +261,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's test jail returns its own error type
 mod tests {
     use super::*;
 
@@ -295,8 +302,16 @@ mod tests {
                 config.iglu.registries,
                 vec![PathBuf::from("/a"), PathBuf::from("/b")]
             );
-            assert!(config.collector.is_trusted_proxy("10.1.2.3".parse().unwrap()));
-            assert!(!config.collector.is_trusted_proxy("192.0.2.1".parse().unwrap()));
+            assert!(
+                config
+                    .collector
+                    .is_trusted_proxy("10.1.2.3".parse().unwrap())
+            );
+            assert!(
+                !config
+                    .collector
+                    .is_trusted_proxy("192.0.2.1".parse().unwrap())
+            );
             assert_eq!(config.collector.paths.len(), 1);
             Ok(())
         });

@@ -97,7 +97,9 @@ impl Visitor {
             duid: uuid(rng),
             user_agent: USER_AGENTS[rng.random_range(0..USER_AGENTS.len())],
             browser: rng.random_bool(0.7),
-            user_id: rng.random_bool(0.3).then(|| format!("customer-{index}@example.com")),
+            user_id: rng
+                .random_bool(0.3)
+                .then(|| format!("customer-{index}@example.com")),
         }
     }
 
@@ -145,7 +147,11 @@ impl Visitor {
                 if rng.random_bool(0.3) {
                     clock += 2_000;
                     let mut event = base("se", clock, rng);
-                    for (key, value) in [("se_ca", "shop"), ("se_ac", "add-to-basket"), ("se_la", sku)] {
+                    for (key, value) in [
+                        ("se_ca", "shop"),
+                        ("se_ac", "add-to-basket"),
+                        ("se_la", sku),
+                    ] {
                         event[key] = json!(value);
                     }
                     event["se_va"] = json!(format!("{price:.2}"));
@@ -201,7 +207,9 @@ impl Visitor {
                             match key.as_str() {
                                 // GET trackers base64-encode JSON parameters
                                 "co" => query.append_pair("cx", &URL_SAFE_NO_PAD.encode(value)),
-                                "ue_pr" => query.append_pair("ue_px", &URL_SAFE_NO_PAD.encode(value)),
+                                "ue_pr" => {
+                                    query.append_pair("ue_px", &URL_SAFE_NO_PAD.encode(value))
+                                }
                                 _ => query.append_pair(&key, &value),
                             };
                         }
@@ -225,29 +233,7 @@ fn with_contexts(mut event: Value, contexts: &[Value]) -> Value {
 }
 
 fn uuid(rng: &mut StdRng) -> String {
-    Uuid::from_u128(rng.random::<u128>() & !(0xf << 76) | (0x4 << 76))
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_seed_same_traffic_and_both_tracker_styles() {
-        let options = TrafficOptions {
-            visitors: 50,
-            ..TrafficOptions::default()
-        };
-        let a = traffic(&options);
-        assert_eq!(a, traffic(&options));
-        assert!(a.iter().any(|r| r.method == "GET" && r.path.contains("cx=")));
-        assert!(a.iter().any(|r| r.method == "POST" && r.events > 1));
-        let events: usize = a.iter().map(|r| r.events).sum();
-        assert!(events > 100, "{events}");
-        let other = traffic(&TrafficOptions { seed: 7, ..options });
-        assert_ne!(a, other);
-    }
+    Uuid::from_u128(rng.random::<u128>() & !(0xf << 76) | (0x4 << 76)).to_string()
 }
 
 /// A `payload_data` POST body with `events` events from the simulated shop,
@@ -272,4 +258,35 @@ pub fn event_batch(events: usize, seed: u64) -> String {
     }
     all.truncate(events);
     json!({"schema": PAYLOAD_DATA, "data": all}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_traffic_and_both_tracker_styles() {
+        let options = TrafficOptions {
+            visitors: 50,
+            ..TrafficOptions::default()
+        };
+        let a = traffic(&options);
+        assert_eq!(a, traffic(&options));
+        assert!(
+            a.iter()
+                .any(|r| r.method == "GET" && r.path.contains("cx="))
+        );
+        assert!(a.iter().any(|r| r.method == "POST" && r.events > 1));
+        let events: usize = a.iter().map(|r| r.events).sum();
+        assert!(events > 100, "{events}");
+        let other = traffic(&TrafficOptions { seed: 7, ..options });
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn event_batch_has_exactly_the_events_asked_for() {
+        let body: Value = serde_json::from_str(&event_batch(25, 3)).unwrap();
+        assert_eq!(body["data"].as_array().unwrap().len(), 25);
+        assert_eq!(body["schema"], PAYLOAD_DATA);
+    }
 }

@@ -46,7 +46,10 @@ fn every_captured_tracker_request_is_accepted_over_a_real_socket() {
         match fixture["method"].as_str().unwrap() {
             "POST" => assert_eq!(body, b"ok", "{name}"),
             "GET" => assert!(body.starts_with(b"GIF89a"), "{name}"),
-            _ => assert!(head.contains("access-control-allow-credentials: true"), "{name}"),
+            _ => assert!(
+                head.contains("access-control-allow-credentials: true"),
+                "{name}"
+            ),
         }
         count += 1;
     }
@@ -57,14 +60,22 @@ fn every_captured_tracker_request_is_accepted_over_a_real_socket() {
 fn oversized_head_is_refused_and_the_server_goes_on() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[("WEFT_SERVER__MAX_HEADER_BYTES", "16384")]);
-    let huge = format!("GET /i?e=pv HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let huge = format!(
+        "GET /i?e=pv HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let _ = stream.write_all(huge.as_bytes());
     if let Some((status, _, _)) = read_response(&mut stream) {
         assert_eq!(status, 431);
     } // else: hyper may close the connection without an answer; either way it is refused
-    let (status, _, _) = raw_http(server.addr, b"GET /i?e=pv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, _, _) = raw_http(
+        server.addr,
+        b"GET /i?e=pv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status, 200);
 }
 
@@ -73,7 +84,9 @@ fn body_over_the_hard_limit_is_refused_before_it_is_sent() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     // announce 50 MiB and send none of it: the answer must not wait for the body
     stream
         .write_all(b"POST /com.snowplowanalytics.snowplow/tp2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n")
@@ -94,29 +107,46 @@ fn slow_clients_are_cut_off_and_connections_are_capped() {
     );
     // slowloris: half a request head, then nothing
     let mut slow = TcpStream::connect(server.addr).unwrap();
-    slow.write_all(b"GET /i?e=pv HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"GET /i?e=pv HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
-    assert!(started.elapsed() < Duration::from_secs(4), "slow client was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "slow client was not cut off"
+    );
 
     // two idle keep-alive connections take both places
     let keep = |addr| {
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut stream).unwrap().0, 200);
         stream
     };
     let first = keep(server.addr);
     let _second = keep(server.addr);
     let mut third = TcpStream::connect(server.addr).unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    third.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert!(read_response(&mut third).is_none(), "a third connection was served");
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_response(&mut third).is_none(),
+        "a third connection was served"
+    );
     drop(first);
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let (status, _, _) = read_response(&mut third).expect("served once a place is free");
     assert_eq!(status, 200);
 }
@@ -125,16 +155,39 @@ fn slow_clients_are_cut_off_and_connections_are_capped() {
 fn quickstart_sends_traffic_and_reports_it() {
     let data = tempfile::tempdir().unwrap();
     let output = weft()
-        .args(["quickstart", "--no-serve", "--visitors", "20", "--addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "quickstart",
+            "--no-serve",
+            "--visitors",
+            "20",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let sent_line = stdout.lines().find(|l| l.trim_start().starts_with("sent")).unwrap();
-    let requests: usize = sent_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sent"))
+        .unwrap();
+    let requests: usize = sent_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(requests > 50, "{stdout}");
-    assert!(stdout.contains(&format!("accepted    {requests} with 200")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("accepted    {requests} with 200")),
+        "{stdout}"
+    );
     assert!(stdout.contains("· 0 bad"), "{stdout}");
     assert!(data.path().join("raw/00000000000000000000.log").is_file());
 }
@@ -144,10 +197,18 @@ fn a_bad_config_gets_one_clear_line_and_exit_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
     std::fs::write(&config, "[server]\naddr = \"nowhere\"\n").unwrap();
-    let output = weft().arg("--config").arg(&config).args(["serve"]).output().unwrap();
+    let output = weft()
+        .arg("--config")
+        .arg(&config)
+        .args(["serve"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("server.addr") && stderr.contains("weft.toml"), "{stderr}");
+    assert!(
+        stderr.contains("server.addr") && stderr.contains("weft.toml"),
+        "{stderr}"
+    );
 
     let output = weft()
         .env("WEFT_COLLECTOR__MAX_BODY_BYTES", "lots")
@@ -157,5 +218,8 @@ fn a_bad_config_gets_one_clear_line_and_exit_status_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("WEFT_COLLECTOR__MAX_BODY_BYTES"), "{stderr}");
+    assert!(
+        stderr.contains("WEFT_COLLECTOR__MAX_BODY_BYTES"),
+        "{stderr}"
+    );
 }

@@ -57,7 +57,11 @@ async fn kill_9_mid_stream_loses_no_acknowledged_request() {
         client.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 100, "only {} requests got through", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "only {} requests got through",
+        acknowledged.len()
+    );
 
     // restart on the same data: the log opens, and new requests are accepted
     let server = Server::start(data.path(), &[]);
@@ -79,15 +83,25 @@ async fn kill_9_mid_stream_loses_no_acknowledged_request() {
         offset = last.offset + 1;
         for record in &records {
             for event in parse_payload(&record.payload).events {
-                *seen.entry(event.get("eid").unwrap().to_owned()).or_default() += 1;
+                *seen
+                    .entry(event.get("eid").unwrap().to_owned())
+                    .or_default() += 1;
             }
         }
     }
     for event_id in &acknowledged {
-        assert_eq!(seen.get(event_id), Some(&1), "{event_id} acknowledged but stored {:?} times", seen.get(event_id));
+        assert_eq!(
+            seen.get(event_id),
+            Some(&1),
+            "{event_id} acknowledged but stored {:?} times",
+            seen.get(event_id)
+        );
     }
     assert_eq!(seen.get("after-restart"), Some(&1));
-    assert!(seen.values().all(|&count| count == 1), "no request is stored twice");
+    assert!(
+        seen.values().all(|&count| count == 1),
+        "no request is stored twice"
+    );
     eprintln!(
         "{} acknowledged before kill -9, {} stored (the rest were in flight)",
         acknowledged.len(),

@@ -71,7 +71,9 @@ pub fn fixtures_dir() -> PathBuf {
 /// A raw HTTP/1.1 exchange: the bytes we send, and the response head and body.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(request).unwrap();
     read_response(&mut stream).expect("a response")
 }
@@ -94,7 +96,8 @@ pub fn read_response(stream: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0);
     let mut body = buffer[head_end..].to_vec();

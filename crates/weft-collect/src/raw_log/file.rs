@@ -3,9 +3,11 @@
 //! Each segment is named by the offset of its first record
 //! (`00000000000000000000.log`) and holds frames
 //! `[length: u32 LE][crc32c(length ‖ payload): u32 LE][payload]`.
-//! One writer thread appends: requests that arrive while it is writing or
-//! syncing queue up, and the next round writes them all with one `write` and
-//! one `fdatasync` (group commit) before any of them is acknowledged.
+//! An append writes its frame straight into the open segment (a short
+//! critical section: one `write` into the page cache) and then waits for the
+//! sync thread, which calls `fdatasync` over and over while there is anything
+//! unsynced: appends that arrive while one sync runs share the next one
+//! (group commit). Nothing is acknowledged before the sync that covers it.
 //! On open, the last segment is scanned and a torn tail (a frame cut short by
 //! a crash, or whose checksum fails) is moved aside and cut, never misread.
 
@@ -14,10 +16,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::{LogError, LogRecord, Offset, RawLog, Result, validate_consumer};
@@ -27,10 +30,6 @@ const FRAME_HEADER_BYTES: usize = 8;
 /// No frame is larger: the body limit is 2 MiB by default; this leaves room for
 /// a raised limit and headers while a torn length field is still caught.
 const MAX_FRAME_PAYLOAD: usize = 64 * 1024 * 1024;
-/// Caps one group commit so a flood of requests still gets answered in slices.
-const MAX_BATCH_RECORDS: usize = 4096;
-const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
-const QUEUE_CAPACITY: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct FileLogOptions {
@@ -56,25 +55,39 @@ pub struct WriterStats {
 }
 
 pub struct FileLog {
-    sender: mpsc::Sender<AppendRequest>,
     shared: Arc<Shared>,
-}
-
-struct AppendRequest {
-    frame: Vec<u8>,
-    done: oneshot::Sender<Result<Offset>>,
+    syncer: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     dir: PathBuf,
+    options: FileLogOptions,
+    writer: Mutex<WriterState>,
+    /// Wakes the sync thread when there is something to sync, or on close.
+    sync_wanted: Condvar,
     /// Every record below this offset is written and synced.
     durable_end: AtomicU64,
+    /// Wakes appenders waiting for their record to become durable.
+    durable: Notify,
     /// Base offset → segment path; the last one is being written.
     segments: Mutex<BTreeMap<Offset, PathBuf>>,
     /// Where the last `read` stopped, so a consumer reading on does not rescan.
     cursor: Mutex<Option<Cursor>>,
     poisoned: AtomicBool,
     stats: WriterStats,
+}
+
+/// The open segment, guarded by one mutex: appends take it only to write.
+struct WriterState {
+    file: Arc<File>,
+    base: Offset,
+    len: u64,
+    /// The offset the next frame gets: every record below it is written.
+    next: Offset,
+    /// Every record below this is synced.
+    synced: Offset,
+    syncer_waiting: bool,
+    closing: bool,
 }
 
 struct Cursor {
@@ -109,27 +122,36 @@ impl FileLog {
 
         let shared = Arc::new(Shared {
             dir: dir.clone(),
+            options,
+            writer: Mutex::new(WriterState {
+                file: Arc::new(file),
+                base,
+                len: scan.valid_len,
+                next,
+                synced: next,
+                syncer_waiting: false,
+                closing: false,
+            }),
+            sync_wanted: Condvar::new(),
             durable_end: AtomicU64::new(next),
+            durable: Notify::new(),
             segments: Mutex::new(segments),
             cursor: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             stats: WriterStats::default(),
         });
-        let writer = Writer {
-            shared: Arc::clone(&shared),
-            file,
-            base,
-            len: scan.valid_len,
-            next,
-            options,
+        let syncer = if shared.options.fsync {
+            let shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name("weft-raw-log-sync".into())
+                .spawn(move || sync_loop(&shared))
+                .map_err(io_at(&dir))?;
+            Some(handle)
+        } else {
+            None
         };
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        std::thread::Builder::new()
-            .name("weft-raw-log".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(io_at(&dir))?;
         info!(dir = %dir.display(), next_offset = next, "raw log opened");
-        let log = Self { sender, shared };
+        let log = Self { shared, syncer };
         log.apply_retention()?;
         Ok(log)
     }
@@ -176,7 +198,12 @@ impl FileLog {
         Ok(())
     }
 
-    fn read_locked(&self, cursor: &mut Option<Cursor>, from: Offset, max: usize) -> Result<Vec<LogRecord>> {
+    fn read_locked(
+        &self,
+        cursor: &mut Option<Cursor>,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<LogRecord>> {
         let end = self.end_offset();
         let mut out = Vec::new();
         if from >= end || max == 0 {
@@ -233,7 +260,12 @@ impl FileLog {
             let oldest = segments.first_key_value().map_or(0, |(&b, _)| b);
             match segments.range(..=from).next_back() {
                 Some((&base, path)) => (base, path.clone()),
-                None => return Err(LogError::Deleted { requested: from, oldest }),
+                None => {
+                    return Err(LogError::Deleted {
+                        requested: from,
+                        oldest,
+                    });
+                }
             }
         };
         let file = File::open(&path).map_err(io_at(&path))?;
@@ -245,23 +277,35 @@ impl FileLog {
                 reason,
             })?;
         }
-        Ok(Cursor { base, next: from, reader })
+        Ok(Cursor {
+            base,
+            next: from,
+            reader,
+        })
     }
 }
 
 #[async_trait]
 impl RawLog for FileLog {
     async fn append(&self, payload: &CollectorPayload) -> Result<Offset> {
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return Err(LogError::Poisoned);
-        }
         let frame = encode_frame(&payload.encode());
-        let (done, result) = oneshot::channel();
-        self.sender
-            .send(AppendRequest { frame, done })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        result.await.map_err(|_| LogError::Closed)?
+        let offset = self.write(&frame)?;
+        if !self.shared.options.fsync {
+            return Ok(offset);
+        }
+        loop {
+            let durable = self.shared.durable.notified();
+            tokio::pin!(durable);
+            // registered before checking, so a sync finishing in between is not missed
+            durable.as_mut().enable();
+            if self.shared.durable_end.load(Ordering::Acquire) > offset {
+                return Ok(offset);
+            }
+            if self.shared.poisoned.load(Ordering::Acquire) {
+                return Err(LogError::Poisoned);
+            }
+            durable.await;
+        }
     }
 
     fn end_offset(&self) -> Offset {
@@ -287,7 +331,8 @@ impl RawLog for FileLog {
         let tmp = dir.join(format!(".{consumer}.tmp"));
         let path = dir.join(consumer);
         let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
-        file.write_all(next.to_string().as_bytes()).map_err(io_at(&tmp))?;
+        file.write_all(next.to_string().as_bytes())
+            .map_err(io_at(&tmp))?;
         file.sync_all().map_err(io_at(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_at(&path))?;
         sync_dir(&dir)?;
@@ -298,11 +343,15 @@ impl RawLog for FileLog {
         validate_consumer(consumer)?;
         let path = self.shared.dir.join("consumers").join(consumer);
         match fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| LogError::Corrupt {
-                path: path.display().to_string(),
-                offset: 0,
-                reason: format!("consumer offset {text:?} is not a number"),
-            }),
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| LogError::Corrupt {
+                    path: path.display().to_string(),
+                    offset: 0,
+                    reason: format!("consumer offset {text:?} is not a number"),
+                }),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(io_at(&path)(error)),
         }
@@ -330,112 +379,125 @@ impl RawLog for FileLog {
     }
 }
 
-/// The one thread that writes: owns the open segment.
-struct Writer {
-    shared: Arc<Shared>,
-    file: File,
-    base: Offset,
-    len: u64,
-    next: Offset,
-    options: FileLogOptions,
-}
-
-impl Writer {
-    fn run(mut self, mut receiver: mpsc::Receiver<AppendRequest>) {
-        let mut batch = Vec::new();
-        while let Some(first) = receiver.blocking_recv() {
-            let mut bytes = first.frame.len();
-            batch.push(first);
-            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                match receiver.try_recv() {
-                    Ok(request) => {
-                        bytes += request.frame.len();
-                        batch.push(request);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let first_offset = self.next;
-            match self.write_batch(&batch) {
-                Ok(()) => {
-                    for (index, request) in batch.drain(..).enumerate() {
-                        let _ = request.done.send(Ok(first_offset + index as u64));
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, records = batch.len(), "raw log write failed; refusing further writes");
-                    self.shared.poisoned.store(true, Ordering::Release);
-                    for request in batch.drain(..) {
-                        let _ = request.done.send(Err(LogError::Poisoned));
-                    }
-                }
-            }
-        }
-    }
-
-    fn write_batch(&mut self, batch: &[AppendRequest]) -> Result<()> {
-        if self.shared.poisoned.load(Ordering::Acquire) {
+impl FileLog {
+    /// Writes one frame into the open segment and returns its offset; with
+    /// fsync on, the record is not durable until the sync thread says so.
+    fn write(&self, frame: &[u8]) -> Result<Offset> {
+        let shared = &self.shared;
+        let mut state = lock(&shared.writer);
+        if shared.poisoned.load(Ordering::Acquire) {
             return Err(LogError::Poisoned);
         }
-        let mut buffer = Vec::with_capacity(batch.iter().map(|r| r.frame.len()).sum());
-        let mut buffered_records = 0;
-        for request in batch {
-            let would_be = self.len + (buffer.len() + request.frame.len()) as u64;
-            if would_be > self.options.segment_bytes && self.len + buffer.len() as u64 > 0 {
-                self.write_out(&mut buffer, &mut buffered_records)?;
-                self.roll()?;
+        if state.len > 0 && state.len + frame.len() as u64 > shared.options.segment_bytes {
+            self.roll(&mut state)
+                .inspect_err(|_| self.poison("segment roll"))?;
+        }
+        let path = segment_path(&shared.dir, state.base);
+        if let Err(error) = (&*state.file).write_all(frame) {
+            // leave no half frame behind for the next append, or the next start-up, to find
+            let _ = state.file.set_len(state.len);
+            if let Err(truncate_error) = (&*state.file).seek(SeekFrom::End(0)) {
+                warn!(%truncate_error, "raw log could not rewind after a failed write");
+                self.poison("write");
             }
-            buffer.extend_from_slice(&request.frame);
-            buffered_records += 1;
+            return Err(io_at(&path)(error));
         }
-        self.write_out(&mut buffer, &mut buffered_records)?;
-        if self.options.fsync {
-            self.file.sync_data().map_err(io_at(&self.path()))?;
-            self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        let offset = state.next;
+        state.len += frame.len() as u64;
+        state.next += 1;
+        shared.stats.records.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .bytes
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        if shared.options.fsync {
+            if state.syncer_waiting {
+                shared.sync_wanted.notify_one();
+            }
+        } else {
+            shared.durable_end.store(state.next, Ordering::Release);
         }
-        self.shared.durable_end.store(self.next, Ordering::Release);
-        Ok(())
+        Ok(offset)
     }
 
-    fn write_out(&mut self, buffer: &mut Vec<u8>, records: &mut u64) -> Result<()> {
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        if let Err(error) = self.file.write_all(buffer) {
-            // best effort: leave no half batch behind for the next start-up to find
-            let _ = self.file.set_len(self.len);
-            return Err(io_at(&self.path())(error));
-        }
-        self.len += buffer.len() as u64;
-        self.next += *records;
-        self.shared.stats.records.fetch_add(*records, Ordering::Relaxed);
-        self.shared.stats.bytes.fetch_add(buffer.len() as u64, Ordering::Relaxed);
-        buffer.clear();
-        *records = 0;
-        Ok(())
-    }
-
-    /// Closes the current segment (synced) and starts the next one at `self.next`.
-    fn roll(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(io_at(&self.path()))?;
-        let path = segment_path(&self.shared.dir, self.next);
+    /// Closes the current segment (synced) and starts the next one at `state.next`.
+    fn roll(&self, state: &mut WriterState) -> Result<()> {
+        let shared = &self.shared;
+        let old_path = segment_path(&shared.dir, state.base);
+        state.file.sync_data().map_err(io_at(&old_path))?;
+        let path = segment_path(&shared.dir, state.next);
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        sync_dir(&self.shared.dir)?;
-        self.file = file;
-        self.base = self.next;
-        self.len = 0;
-        lock(&self.shared.segments).insert(self.base, path);
-        // records up to the roll are durable even if the rest of the batch fails
-        self.shared.durable_end.store(self.next, Ordering::Release);
+        sync_dir(&shared.dir)?;
+        state.file = Arc::new(file);
+        state.base = state.next;
+        state.len = 0;
+        state.synced = state.next;
+        lock(&shared.segments).insert(state.base, path);
+        // everything in the closed segment is durable now
+        shared.durable_end.fetch_max(state.next, Ordering::AcqRel);
+        shared.durable.notify_waiters();
         Ok(())
     }
 
-    fn path(&self) -> PathBuf {
-        segment_path(&self.shared.dir, self.base)
+    fn poison(&self, during: &str) {
+        warn!(
+            during,
+            "raw log write failed; refusing further writes until restart"
+        );
+        self.shared.poisoned.store(true, Ordering::Release);
+        self.shared.durable.notify_waiters();
+    }
+}
+
+impl Drop for FileLog {
+    fn drop(&mut self) {
+        lock(&self.shared.writer).closing = true;
+        self.shared.sync_wanted.notify_all();
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
+    }
+}
+
+/// The sync thread: while anything written is unsynced, sync it and wake
+/// whoever waits. One `fdatasync` covers every append made before it began.
+fn sync_loop(shared: &Shared) {
+    loop {
+        let (file, target, base) = {
+            let mut state = lock(&shared.writer);
+            while state.next == state.synced && !state.closing {
+                state.syncer_waiting = true;
+                state = shared
+                    .sync_wanted
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.syncer_waiting = false;
+            }
+            if state.next == state.synced {
+                return; // closing, and nothing left to sync
+            }
+            (Arc::clone(&state.file), state.next, state.base)
+        };
+        match file.sync_data() {
+            Ok(()) => {
+                shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                let mut state = lock(&shared.writer);
+                state.synced = state.synced.max(target);
+                shared.durable_end.fetch_max(target, Ordering::AcqRel);
+            }
+            Err(error) => {
+                // after a failed fsync the page cache cannot be trusted (fsyncgate): stop
+                warn!(%error, segment = %segment_path(&shared.dir, base).display(), "raw log fsync failed; refusing further writes until restart");
+                shared.poisoned.store(true, Ordering::Release);
+                shared.durable.notify_waiters();
+                return;
+            }
+        }
+        shared.durable.notify_waiters();
     }
 }
 
@@ -455,7 +517,9 @@ fn read_frame(reader: &mut impl Read) -> std::result::Result<Option<Vec<u8>>, St
     let mut header = [0u8; FRAME_HEADER_BYTES];
     match read_full(reader, &mut header) {
         Ok(0) => return Ok(None),
-        Ok(n) if n < FRAME_HEADER_BYTES => return Err(format!("frame header cut short after {n} bytes")),
+        Ok(n) if n < FRAME_HEADER_BYTES => {
+            return Err(format!("frame header cut short after {n} bytes"));
+        }
         Ok(_) => {}
         Err(error) => return Err(error.to_string()),
     }
@@ -533,9 +597,14 @@ fn scan_segment(path: &Path, base: Offset) -> Result<SegmentScan> {
 
 /// Moves the bytes after the last whole record into a side file, then truncates.
 fn cut_torn_tail(path: &Path, scan: &SegmentScan) -> Result<()> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_at(path))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_at(path))?;
     let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(scan.valid_len)).map_err(io_at(path))?;
+    file.seek(SeekFrom::Start(scan.valid_len))
+        .map_err(io_at(path))?;
     file.read_to_end(&mut tail).map_err(io_at(path))?;
     let side = path.with_extension(format!("torn-{}", scan.valid_len));
     fs::write(&side, &tail).map_err(io_at(&side))?;
@@ -587,5 +656,7 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> LogError + '_ {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // a panic while holding these locks leaves no half-updated state worth refusing
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

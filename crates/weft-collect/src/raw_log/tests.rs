@@ -41,7 +41,10 @@ async fn appends_are_read_back_in_order_and_survive_reopen() {
     }
     assert_eq!(log.end_offset(), 10);
     let records = log.read(3, 4).unwrap();
-    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), [3, 4, 5, 6]);
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [3, 4, 5, 6]
+    );
     assert_eq!(body_of(&records[0]), [3]);
     // reading on continues from where the last read stopped
     assert_eq!(log.read(7, 100).unwrap().len(), 3);
@@ -131,7 +134,10 @@ async fn segments_are_deleted_only_once_every_consumer_is_past_them() {
         vec![("audit".to_owned(), 25), ("loader".to_owned(), 40)]
     );
     assert!(log.commit("loader", 41).is_err(), "past the end");
-    assert!(matches!(log.commit("../etc", 1), Err(LogError::InvalidConsumer(_))));
+    assert!(matches!(
+        log.commit("../etc", 1),
+        Err(LogError::InvalidConsumer(_))
+    ));
 }
 
 #[tokio::test]
@@ -161,7 +167,13 @@ async fn torn_tail_is_cut_and_kept_aside() {
     assert_eq!(fs::metadata(&segment).unwrap().len(), whole);
     let side_files = fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("torn"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("torn")
+        })
         .count();
     assert_eq!(side_files, 1);
     assert_eq!(log.append(&sample_payload(b"new")).await.unwrap(), 5);
@@ -195,7 +207,11 @@ async fn garbage_and_bit_flips_at_the_tail_are_cut() {
         log.append(&sample_payload(b"ok")).await.unwrap();
         drop(log);
         let log = open(dir.path(), 1 << 20);
-        assert_eq!(log.end_offset(), expected + 1, "{damage}: clean after reopen");
+        assert_eq!(
+            log.end_offset(),
+            expected + 1,
+            "{damage}: clean after reopen"
+        );
     }
 }
 
@@ -212,7 +228,10 @@ async fn fsync_off_still_appends() {
     .unwrap();
     log.append(&sample_payload(b"a")).await.unwrap();
     assert_eq!(log.read(0, 1).unwrap().len(), 1);
-    assert_eq!(log.stats().syncs.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        log.stats().syncs.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     let mut f = OpenOptions::new()
         .append(true)
         .open(dir.path().join("consumers").join("x"))

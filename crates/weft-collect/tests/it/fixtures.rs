@@ -32,7 +32,12 @@ fn fixtures() -> Vec<Fixture> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_str().unwrap().to_owned()))
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().to_owned(),
+                        h[1].as_str().unwrap().to_owned(),
+                    )
+                })
                 .collect(),
             body: json["body"].as_str().map(str::to_owned),
         });
@@ -43,12 +48,20 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 fn request(fixture: &Fixture) -> Request<Body> {
-    let mut builder = Request::builder().method(fixture.method.as_str()).uri(&fixture.path);
+    let mut builder = Request::builder()
+        .method(fixture.method.as_str())
+        .uri(&fixture.path);
     for (name, value) in &fixture.headers {
         builder = builder.header(name, value);
     }
     builder
-        .body(fixture.body.clone().map(Body::from).unwrap_or_else(Body::empty))
+        .body(
+            fixture
+                .body
+                .clone()
+                .map(Body::from)
+                .unwrap_or_else(Body::empty),
+        )
         .unwrap()
 }
 
@@ -59,11 +72,23 @@ async fn every_captured_tracker_request_is_accepted_and_stored_byte_for_byte() {
     for fixture in fixtures() {
         let (response, body) = collector.send(request(&fixture)).await;
         assert_eq!(response.status(), 200, "{}", fixture.name);
-        let origin = fixture.headers.iter().find(|(n, _)| n == "Origin").map(|(_, v)| v.as_str());
+        let origin = fixture
+            .headers
+            .iter()
+            .find(|(n, _)| n == "Origin")
+            .map(|(_, v)| v.as_str());
         match origin {
             Some(origin) => {
-                assert_eq!(header(&response, "access-control-allow-origin"), Some(origin), "{}", fixture.name);
-                assert_eq!(header(&response, "access-control-allow-credentials"), Some("true"));
+                assert_eq!(
+                    header(&response, "access-control-allow-origin"),
+                    Some(origin),
+                    "{}",
+                    fixture.name
+                );
+                assert_eq!(
+                    header(&response, "access-control-allow-credentials"),
+                    Some("true")
+                );
             }
             None => assert_eq!(header(&response, "access-control-allow-origin"), Some("*")),
         }
@@ -71,14 +96,22 @@ async fn every_captured_tracker_request_is_accepted_and_stored_byte_for_byte() {
             "OPTIONS" => {
                 let allowed = header(&response, "access-control-allow-headers").unwrap();
                 assert!(allowed.contains("Content-Type") && allowed.contains("SP-Anonymous"));
-                assert_eq!(collector.records().len(), stored_requests, "a preflight is not an event");
+                assert_eq!(
+                    collector.records().len(),
+                    stored_requests,
+                    "a preflight is not an event"
+                );
                 continue;
             }
             "POST" => assert_eq!(body, b"ok", "{}", fixture.name),
             _ => {
                 assert_eq!(body, PIXEL, "{}", fixture.name);
                 assert_eq!(header(&response, "content-type"), Some("image/gif"));
-                assert!(header(&response, "cache-control").unwrap().contains("no-store"));
+                assert!(
+                    header(&response, "cache-control")
+                        .unwrap()
+                        .contains("no-store")
+                );
             }
         }
         let set_cookie = header(&response, "set-cookie").unwrap();
@@ -94,7 +127,11 @@ async fn every_captured_tracker_request_is_accepted_and_stored_byte_for_byte() {
             None => (fixture.path.as_str(), None),
         };
         assert_eq!(stored.path, path);
-        assert_eq!(stored.query, query, "{}: query string byte for byte", fixture.name);
+        assert_eq!(
+            stored.query, query,
+            "{}: query string byte for byte",
+            fixture.name
+        );
         assert_eq!(
             stored.body.as_deref(),
             fixture.body.as_deref().map(str::as_bytes),
@@ -126,7 +163,12 @@ async fn every_captured_tracker_request_is_accepted_and_stored_byte_for_byte() {
 
         // every event in it parses, with its contexts and self-describing event
         let parsed = parse_payload(stored);
-        assert!(parsed.errors.is_empty(), "{}: {:?}", fixture.name, parsed.errors);
+        assert!(
+            parsed.errors.is_empty(),
+            "{}: {:?}",
+            fixture.name,
+            parsed.errors
+        );
         assert!(!parsed.events.is_empty());
         for event in &parsed.events {
             assert!(event.get("e").is_some(), "{}", fixture.name);

@@ -41,7 +41,11 @@ impl TestCollector {
     }
 
     /// Sends a request as if from `peer`, returning the response with its body read.
-    pub async fn send_from(&self, peer: &str, mut request: Request<Body>) -> (Response<()>, Vec<u8>) {
+    pub async fn send_from(
+        &self,
+        peer: &str,
+        mut request: Request<Body>,
+    ) -> (Response<()>, Vec<u8>) {
         let peer: SocketAddr = peer.parse().unwrap();
         request.extensions_mut().insert(PeerAddr(peer));
         let response = self.app.clone().oneshot(request).await.unwrap();
@@ -60,7 +64,9 @@ impl TestCollector {
 }
 
 pub fn testdata(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 pub fn header<'a>(response: &'a Response<()>, name: &str) -> Option<&'a str> {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
+use weft_collect::RawLog;
 use weft_collect::metrics::Metrics;
 use weft_collect::payload::CollectorPayload;
 use weft_collect::raw_log::{LogError, LogRecord, Offset};
 use weft_collect::service::{ANONYMOUS_NUID, Collector, router};
-use weft_collect::RawLog;
 use weft_core::config::CollectorConfig;
 
 use crate::{TestCollector, header};
@@ -34,9 +34,22 @@ async fn cookie_is_minted_then_kept_and_nuid_parameter_wins() {
     let collector = TestCollector::default_config();
     let (response, _) = collector.send(get("/i?e=pv")).await;
     let cookie = header(&response, "set-cookie").unwrap().to_owned();
-    let nuid = cookie.strip_prefix("sp=").unwrap().split(';').next().unwrap().to_owned();
+    let nuid = cookie
+        .strip_prefix("sp=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(uuid::Uuid::parse_str(&nuid).unwrap().get_version_num(), 4);
-    for attribute in ["Max-Age=31536000", "Path=/", "SameSite=None", "Secure", "HttpOnly", "Expires="] {
+    for attribute in [
+        "Max-Age=31536000",
+        "Path=/",
+        "SameSite=None",
+        "Secure",
+        "HttpOnly",
+        "Expires=",
+    ] {
         assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
     }
 
@@ -45,17 +58,28 @@ async fn cookie_is_minted_then_kept_and_nuid_parameter_wins() {
         .body(Body::empty())
         .unwrap();
     let (response, _) = collector.send(again).await;
-    assert!(header(&response, "set-cookie").unwrap().starts_with(&format!("sp={nuid};")));
+    assert!(
+        header(&response, "set-cookie")
+            .unwrap()
+            .starts_with(&format!("sp={nuid};"))
+    );
 
     let with_param = Request::get("/i?e=pv&nuid=from-the-tracker")
         .header("cookie", format!("sp={nuid}"))
         .body(Body::empty())
         .unwrap();
     let (response, _) = collector.send(with_param).await;
-    assert!(header(&response, "set-cookie").unwrap().starts_with("sp=from-the-tracker;"));
+    assert!(
+        header(&response, "set-cookie")
+            .unwrap()
+            .starts_with("sp=from-the-tracker;")
+    );
 
     let records = collector.records();
-    let nuids: Vec<_> = records.iter().map(|r| r.payload.network_user_id.clone().unwrap()).collect();
+    let nuids: Vec<_> = records
+        .iter()
+        .map(|r| r.payload.network_user_id.clone().unwrap())
+        .collect();
     assert_eq!(nuids, [nuid.clone(), nuid, "from-the-tracker".to_owned()]);
 }
 
@@ -97,8 +121,10 @@ async fn hostile_cookie_and_nuid_values_are_not_echoed() {
 
 #[tokio::test]
 async fn sp_anonymous_means_no_ip_no_cookie_and_a_zero_nuid() {
-    let mut config = CollectorConfig::default();
-    config.trusted_proxies = vec!["198.51.100.0/24".parse().unwrap()];
+    let config = CollectorConfig {
+        trusted_proxies: vec!["198.51.100.0/24".parse().unwrap()],
+        ..CollectorConfig::default()
+    };
     let collector = TestCollector::new(config);
     let request = Request::post(TP2)
         .header("content-type", "application/json")
@@ -121,8 +147,10 @@ async fn sp_anonymous_means_no_ip_no_cookie_and_a_zero_nuid() {
 
 #[tokio::test]
 async fn forwarded_for_is_believed_only_from_trusted_proxies() {
-    let mut config = CollectorConfig::default();
-    config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let config = CollectorConfig {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..CollectorConfig::default()
+    };
     let collector = TestCollector::new(config);
     let forwarded = |xff: &str| {
         Request::get("/i?e=pv")
@@ -131,21 +159,38 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
             .unwrap()
     };
     // a client cannot spoof its address through an untrusted hop
-    collector.send_from("203.0.113.5:1", forwarded("192.0.2.1")).await;
+    collector
+        .send_from("203.0.113.5:1", forwarded("192.0.2.1"))
+        .await;
     // through two trusted proxies: the nearest untrusted address is the client
-    collector.send_from("10.0.0.2:1", forwarded("6.6.6.6, 192.0.2.44, 10.1.1.1")).await;
+    collector
+        .send_from("10.0.0.2:1", forwarded("6.6.6.6, 192.0.2.44, 10.1.1.1"))
+        .await;
     // garbage in the chain: nothing left of it is trusted
-    collector.send_from("10.0.0.2:1", forwarded("192.0.2.9, not-an-ip, 10.1.1.1")).await;
+    collector
+        .send_from("10.0.0.2:1", forwarded("192.0.2.9, not-an-ip, 10.1.1.1"))
+        .await;
     // IPv6 peer, mapped IPv4 and ports in the header
-    collector.send_from("[::ffff:10.0.0.3]:1", forwarded("[2001:db8::5]:443")).await;
-    let ips: Vec<_> = collector.records().iter().map(|r| r.payload.ip.clone().unwrap()).collect();
-    assert_eq!(ips, ["203.0.113.5", "192.0.2.44", "10.1.1.1", "2001:db8::5"]);
+    collector
+        .send_from("[::ffff:10.0.0.3]:1", forwarded("[2001:db8::5]:443"))
+        .await;
+    let ips: Vec<_> = collector
+        .records()
+        .iter()
+        .map(|r| r.payload.ip.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ips,
+        ["203.0.113.5", "192.0.2.44", "10.1.1.1", "2001:db8::5"]
+    );
 }
 
 #[tokio::test]
 async fn redirects_are_off_by_default_and_limited_to_allowed_domains() {
     let collector = TestCollector::default_config();
-    let (response, _) = collector.send(get("/r/tp2?u=https%3A%2F%2Fshop.example.com%2F")).await;
+    let (response, _) = collector
+        .send(get("/r/tp2?u=https%3A%2F%2Fshop.example.com%2F"))
+        .await;
     assert_eq!(response.status(), 404);
     assert!(collector.records().is_empty());
 
@@ -157,7 +202,10 @@ async fn redirects_are_off_by_default_and_limited_to_allowed_domains() {
         .send(get("/r/tp2?u=https%3A%2F%2Fshop.example.com%2Fsale%3Fn%3D%24%7BSP_NUID%7D&aid=email&nuid=abc-1"))
         .await;
     assert_eq!(response.status(), 302);
-    assert_eq!(header(&response, "location"), Some("https://shop.example.com/sale?n=abc-1"));
+    assert_eq!(
+        header(&response, "location"),
+        Some("https://shop.example.com/sale?n=abc-1")
+    );
     for refused in [
         "/r/tp2?u=https%3A%2F%2Fevil.test%2F",
         "/r/tp2?u=https%3A%2F%2Fexample.com.evil.test%2F",
@@ -169,7 +217,11 @@ async fn redirects_are_off_by_default_and_limited_to_allowed_domains() {
         assert_eq!(response.status(), 400, "{refused}");
     }
     let records = collector.records();
-    assert_eq!(records.len(), 1, "only the redirect that happened is an event");
+    assert_eq!(
+        records.len(),
+        1,
+        "only the redirect that happened is an event"
+    );
     assert_eq!(records[0].payload.path, "/r/tp2");
 }
 
@@ -180,30 +232,45 @@ async fn custom_paths_behave_as_the_standard_ones() {
     config.paths.insert("/assets/p.gif".into(), "/i".into());
     let collector = TestCollector::new(config);
     let (response, body) = collector.send(post("/com.acme/track", BODY)).await;
-    assert_eq!((response.status().as_u16(), body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(
+        (response.status().as_u16(), body.as_slice()),
+        (200, &b"ok"[..])
+    );
     let (response, _) = collector.send(get("/assets/p.gif?e=pv")).await;
     assert_eq!(response.status(), 200);
-    let paths: Vec<_> = collector.records().iter().map(|r| r.payload.path.clone()).collect();
+    let paths: Vec<_> = collector
+        .records()
+        .iter()
+        .map(|r| r.payload.path.clone())
+        .collect();
     assert_eq!(paths, [TP2, "/i"]);
 
     let mut bad = CollectorConfig::default();
     bad.paths.insert("/x".into(), "/health".into());
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(weft_collect::FileLog::open(dir.path(), Default::default()).unwrap());
-    let error = Collector::new(bad, log, Arc::new(Metrics::new())).err().unwrap();
+    let error = Collector::new(bad, log, Arc::new(Metrics::new()))
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("collector.paths"), "{error}");
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_flagged_or_refused_and_the_collector_goes_on() {
-    let mut config = CollectorConfig::default();
-    config.max_payload_bytes = 1000;
-    config.max_body_bytes = 2000;
+    let config = CollectorConfig {
+        max_payload_bytes: 1000,
+        max_body_bytes: 2000,
+        ..CollectorConfig::default()
+    };
     let collector = TestCollector::new(config);
 
     let big = "x".repeat(1500);
     let (response, _) = collector.send(post(TP2, big.clone())).await;
-    assert_eq!(response.status(), 200, "answered so the tracker does not resend it");
+    assert_eq!(
+        response.status(),
+        200,
+        "answered so the tracker does not resend it"
+    );
     let stored = &collector.records()[0].payload;
     let violation = stored.size_violation.as_ref().unwrap();
     assert_eq!((violation.actual_bytes, violation.max_bytes), (1500, 1000));
@@ -256,7 +323,12 @@ async fn malformed_bodies_are_stored_for_the_bad_rows_not_refused() {
     ];
     for body in bodies {
         let (response, _) = collector.send(post(TP2, body.to_vec())).await;
-        assert_eq!(response.status(), 200, "{:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            response.status(),
+            200,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
     }
     assert_eq!(collector.records().len(), bodies.len());
 }
@@ -273,14 +345,23 @@ async fn unknown_paths_and_methods_get_4xx_and_are_not_stored() {
         ("PUT", "/i", 405),
         ("BREW", TP2, 405),
     ] {
-        let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
         let (response, _) = collector.send(request).await;
         assert_eq!(response.status(), status, "{method} {uri}");
-        assert!(header(&response, "access-control-allow-origin").is_some(), "CORS on every answer");
+        assert!(
+            header(&response, "access-control-allow-origin").is_some(),
+            "CORS on every answer"
+        );
     }
     assert!(collector.records().is_empty());
     // and it still works
-    let (response, _) = collector.send(get("/com.snowplowanalytics.snowplow/tp2?e=pv")).await;
+    let (response, _) = collector
+        .send(get("/com.snowplowanalytics.snowplow/tp2?e=pv"))
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -291,7 +372,10 @@ async fn health_and_metrics() {
     collector.send(get("/i?e=pv")).await;
     collector.send(get("/nope")).await;
     let (response, body) = collector.send(get("/health")).await;
-    assert_eq!((response.status().as_u16(), body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(
+        (response.status().as_u16(), body.as_slice()),
+        (200, &b"ok"[..])
+    );
     collector.log.commit("loader", 1).unwrap();
     let (response, body) = collector.send(get("/metrics")).await;
     assert_eq!(response.status(), 200);
@@ -304,7 +388,10 @@ async fn health_and_metrics() {
         r#"weft_raw_log_consumer_lag_records{consumer="loader"} 1"#,
         "weft_raw_log_written_records 2",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
 }
 
@@ -335,9 +422,16 @@ impl RawLog for FailingLog {
 
 #[tokio::test]
 async fn a_request_that_cannot_be_stored_is_answered_503_so_the_tracker_retries() {
-    let collector = Collector::new(CollectorConfig::default(), Arc::new(FailingLog), Arc::new(Metrics::new())).unwrap();
+    let collector = Collector::new(
+        CollectorConfig::default(),
+        Arc::new(FailingLog),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
     let app = router(Arc::new(collector));
-    let response = tower::ServiceExt::oneshot(app, post(TP2, BODY)).await.unwrap();
+    let response = tower::ServiceExt::oneshot(app, post(TP2, BODY))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().get("set-cookie").is_none());
     assert_eq!(response.headers()["retry-after"], "5");
