@@ -42,6 +42,10 @@ pub struct CollectArgs {
     /// Acknowledge without fsync (durability off), to see what fsync costs.
     #[arg(long)]
     pub no_fsync: bool,
+    /// Rounds, alternating ceiling and weft; the median round of each is reported,
+    /// since a shared machine's throughput drifts.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
@@ -52,6 +56,8 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
 
 /// What one load run measured.
 struct Load {
+    /// Requests answered 200 during warm-up and measurement.
+    acknowledged: usize,
     ok: usize,
     errors: usize,
     latencies: Vec<Duration>,
@@ -65,16 +71,17 @@ impl Load {
 }
 
 async fn collect(config: Config, args: CollectArgs) -> Result<()> {
-    if args.connections == 0 || args.batch == 0 || args.seconds == 0 {
-        bail!("--connections, --batch and --seconds must be at least 1");
+    if args.connections == 0 || args.batch == 0 || args.seconds == 0 || args.rounds == 0 {
+        bail!("--connections, --batch, --seconds and --rounds must be at least 1");
     }
     let body = Bytes::from(weft_sim::event_batch(args.batch, 1));
     let duration = Duration::from_secs(args.seconds);
     println!(
-        "weft bench collect: POST {TP2_PATH} with {} events ({} bytes) per request, {} keep-alive connections, {} s per server, fsync {}",
+        "weft bench collect: POST {TP2_PATH} with {} events ({} bytes) per request, {} keep-alive connections, {} round(s) of {} s per server, fsync {}",
         args.batch,
         body.len(),
         args.connections,
+        args.rounds,
         args.seconds,
         if args.no_fsync {
             "off"
@@ -88,8 +95,6 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
     let ceiling_addr = listener.local_addr()?;
     let app = Router::new().route(TP2_PATH, post(|| async { StatusCode::OK }));
     let ceiling_server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let ceiling = drive(ceiling_addr, body.clone(), args.connections, duration).await?;
-    ceiling_server.abort();
 
     // weft: the real collector writing to a fresh raw log on this disk
     std::fs::create_dir_all(&config.data_dir)
@@ -99,50 +104,102 @@ async fn collect(config: Config, args: CollectArgs) -> Result<()> {
         .tempdir_in(&config.data_dir)
         .context("creating a scratch folder in data_dir")?;
     let mut bench_config = config.clone();
-    bench_config.data_dir = scratch.path().to_path_buf();
+    bench_config.data_dir = scratch.path().join("weft");
     bench_config.server.addr = "127.0.0.1:0".parse()?;
     bench_config.raw_log.fsync = !args.no_fsync;
     let running = serve::start(&bench_config).await?;
-    let weft = drive(running.addr, body.clone(), args.connections, duration).await?;
-    let stored = running.log.end_offset();
-    let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
-    running.stop().await?;
-    // every answered request (warm-up included) must be in the log
-    if stored < weft.ok as u64 {
-        bail!(
-            "raw log holds {stored} records but {} requests were acknowledged",
-            weft.ok
-        );
-    }
 
-    let row = |name: &str, load: &Load, events: bool| {
+    let mut ceiling_rounds = Vec::new();
+    let mut weft_rounds = Vec::new();
+    for _ in 0..args.rounds {
+        ceiling_rounds.push(drive(ceiling_addr, body.clone(), args.connections, duration).await?);
+        weft_rounds.push(drive(running.addr, body.clone(), args.connections, duration).await?);
+    }
+    ceiling_server.abort();
+    let stored = running.log.end_offset();
+    let stats = running.log.stats();
+    let syncs = stats.syncs.load(Ordering::Relaxed);
+    let written_bytes = stats.bytes.load(Ordering::Relaxed);
+    running.stop().await?;
+    let acknowledged: usize = weft_rounds.iter().map(|load| load.acknowledged).sum();
+    if stored < acknowledged as u64 {
+        bail!("raw log holds {stored} records but {acknowledged} requests were acknowledged");
+    }
+    let ceiling = median(ceiling_rounds);
+    let weft = median(weft_rounds);
+
+    println!(
+        "  {:<36} {:>11} {:>11} {:>8} {:>8} {:>7}",
+        "(median round)", "requests/s", "events/s", "p50 ms", "p99 ms", "errors"
+    );
+    let row = |name: &str, load: &Load, stores_events: bool| {
         let mut sorted = load.latencies.clone();
         sorted.sort_unstable();
+        let events = if stores_events {
+            format!("{:.0}", load.per_second() * args.batch as f64)
+        } else {
+            "-".to_owned()
+        };
         println!(
-            "  {name:<22} {:>12.0} {:>12} {:>9.2} {:>9.2} {:>8}",
+            "  {name:<36} {:>11.0} {events:>11} {:>8.2} {:>8.2} {:>7}",
             load.per_second(),
-            if events {
-                format!("{:.0}", load.per_second() * args.batch as f64)
-            } else {
-                "-".into()
-            },
             percentile_ms(&sorted, 0.50),
             percentile_ms(&sorted, 0.99),
             load.errors
         );
     };
-    println!(
-        "  {:<22} {:>12} {:>12} {:>9} {:>9} {:>8}",
-        "", "requests/s", "events/s", "p50 ms", "p99 ms", "errors"
-    );
-    row("bare axum (ceiling)", &ceiling, false);
+    row("bare axum handler (ceiling)", &ceiling, false);
     row("weft collector", &weft, true);
+    let records_per_sync = stored as f64 / syncs.max(1) as f64;
     println!(
-        "  weft / ceiling: {:.0} % of requests/s; raw log: {stored} records in {syncs} fsyncs ({:.1} records per fsync)",
+        "  weft / ceiling: {:.0} % of requests/s; raw log: {stored} records, {:.0} bytes each, {syncs} fsyncs ({records_per_sync:.1} records per fsync)",
         100.0 * weft.per_second() / ceiling.per_second(),
-        stored as f64 / syncs.max(1) as f64
+        written_bytes as f64 / stored.max(1) as f64,
     );
+    if !args.no_fsync {
+        // what the disk alone allows for the same records and group size, with no HTTP at all
+        let record_bytes = (written_bytes / stored.max(1)) as usize;
+        let group = records_per_sync.round().max(1.0) as usize;
+        let path = scratch.path().join("disk-ceiling.log");
+        let disk =
+            tokio::task::spawn_blocking(move || disk_ceiling(&path, record_bytes, group, duration))
+                .await
+                .context("disk ceiling task failed")??;
+        println!(
+            "  disk alone: write + fdatasync of {group} such records at a time: {disk:.0} records/s (no HTTP, idle CPU)"
+        );
+    }
     Ok(())
+}
+
+/// The round with the median throughput.
+fn median(mut rounds: Vec<Load>) -> Load {
+    rounds.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    let middle = rounds.len() / 2;
+    rounds.swap_remove(middle)
+}
+
+/// Appends `group` records of `record_bytes` and syncs, over and over, for `duration`.
+fn disk_ceiling(
+    path: &std::path::Path,
+    record_bytes: usize,
+    group: usize,
+    duration: Duration,
+) -> Result<f64> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let buffer = vec![0x5a_u8; record_bytes * group];
+    let started = Instant::now();
+    let mut records = 0;
+    while started.elapsed() < duration {
+        file.write_all(&buffer)?;
+        file.sync_data()?;
+        records += group;
+    }
+    Ok(records as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Sends POSTs over `connections` keep-alive connections for one second of
@@ -163,13 +220,15 @@ async fn drive(
         }));
     }
     let mut load = Load {
+        acknowledged: 0,
         ok: 0,
         errors: 0,
         latencies: Vec::new(),
         elapsed: duration,
     };
     for task in tasks {
-        let (ok, errors, latencies) = task.await.context("load task failed")??;
+        let (acknowledged, ok, errors, latencies) = task.await.context("load task failed")??;
+        load.acknowledged += acknowledged;
         load.ok += ok;
         load.errors += errors;
         load.latencies.extend(latencies);
@@ -182,14 +241,14 @@ async fn one_connection(
     body: Bytes,
     warm_until: Instant,
     end: Instant,
-) -> Result<(usize, usize, Vec<Duration>)> {
+) -> Result<(usize, usize, usize, Vec<Duration>)> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let host = addr.to_string();
-    let (mut ok, mut errors, mut latencies) = (0, 0, Vec::new());
+    let (mut acknowledged, mut ok, mut errors, mut latencies) = (0, 0, 0, Vec::new());
     loop {
         let now = Instant::now();
         if now >= end {
@@ -206,6 +265,9 @@ async fn one_connection(
         let status = response.status();
         response.into_body().collect().await?;
         let latency = started.elapsed();
+        if status == StatusCode::OK {
+            acknowledged += 1;
+        }
         if now < warm_until {
             continue;
         }
@@ -216,5 +278,5 @@ async fn one_connection(
             errors += 1;
         }
     }
-    Ok((ok, errors, latencies))
+    Ok((acknowledged, ok, errors, latencies))
 }

@@ -79,7 +79,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         let Some(last) = records.last() else { break };
         offset = last.offset + 1;
         for record in &records {
-            bytes += record.payload.body.as_ref().map_or(0, Vec::len)
+            bytes += record.payload.body.as_ref().map_or(0, |b| b.len())
                 + record.payload.query.as_ref().map_or(0, String::len);
             let parsed = parse_payload(&record.payload);
             bad += parsed.errors.len();

@@ -3,6 +3,7 @@
 //! request whole (body, query string and headers byte for byte) so that every
 //! later stage can be rerun from it.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version byte in front of every encoded payload, so the format can evolve.
@@ -17,8 +18,7 @@ pub struct CollectorPayload {
     pub path: String,
     /// The raw query string, undecoded.
     pub query: Option<String>,
-    #[serde(with = "serde_bytes")]
-    pub body: Option<Vec<u8>>,
+    pub body: Option<Bytes>,
     pub content_type: Option<String>,
     /// Every header as received, in order; values are bytes since HTTP allows non-UTF-8.
     pub headers: Vec<Header>,
@@ -61,11 +61,16 @@ pub enum PayloadDecodeError {
 
 impl CollectorPayload {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.as_ref().map_or(0, Vec::len));
+        let mut out = Vec::with_capacity(256 + self.body.as_ref().map_or(0, Bytes::len));
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoded payload to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(FORMAT_VERSION);
         // serialising plain owned data into a Vec cannot fail
-        postcard::to_io(self, &mut out).expect("payload serialises");
-        out
+        postcard::to_io(self, out).expect("payload serialises");
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadDecodeError> {
@@ -92,7 +97,7 @@ pub(crate) fn sample_payload(body: &[u8]) -> CollectorPayload {
         method: "POST".into(),
         path: "/com.snowplowanalytics.snowplow/tp2".into(),
         query: None,
-        body: Some(body.to_vec()),
+        body: Some(Bytes::copy_from_slice(body)),
         content_type: Some("application/json; charset=UTF-8".into()),
         headers: vec![Header {
             name: "content-type".into(),

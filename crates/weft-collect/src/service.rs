@@ -296,7 +296,7 @@ impl Collector {
             method: parts.method.as_str().to_owned(),
             path,
             query,
-            body: (!body.is_empty()).then(|| body.to_vec()),
+            body: (!body.is_empty()).then_some(body),
             content_type: header_string(&parts.headers, &header::CONTENT_TYPE),
             headers,
             ip: ip.map(|ip| ip.to_string()),

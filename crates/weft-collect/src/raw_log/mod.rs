@@ -44,6 +44,8 @@ pub enum LogError {
     Poisoned,
     #[error("raw log is closed")]
     Closed,
+    #[error("the raw log must be opened inside a tokio runtime")]
+    NoRuntime,
     #[error("offset {requested} is no longer in the log (oldest kept is {oldest})")]
     Deleted { requested: Offset, oldest: Offset },
     #[error("invalid consumer name {0:?}: use letters, digits, '-', '_' and '.'")]

@@ -18,7 +18,7 @@ fn open(dir: &Path, segment_bytes: u64) -> FileLog {
 }
 
 fn body_of(record: &LogRecord) -> Vec<u8> {
-    record.payload.body.clone().unwrap()
+    record.payload.body.clone().unwrap().to_vec()
 }
 
 fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
