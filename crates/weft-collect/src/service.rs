@@ -149,13 +149,8 @@ impl Collector {
             ));
         }
         let cookie = &config.cookie;
-        let mut cookie_suffix = format!(
-            "; Expires={}; Max-Age={}; Path=/",
-            httpdate::fmt_http_date(
-                SystemTime::now() + Duration::from_secs(u64::from(cookie.expiration_days) * 86_400)
-            ),
-            u64::from(cookie.expiration_days) * 86_400
-        );
+        let max_age = u64::from(cookie.expiration_days) * 86_400;
+        let mut cookie_suffix = format!("; Max-Age={max_age}; Path=/");
         if let Some(domain) = cookie.domain.as_deref().filter(|d| !d.is_empty()) {
             cookie_suffix.push_str(&format!("; Domain={domain}"));
         }
@@ -331,7 +326,15 @@ impl Collector {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
         if self.config.cookie.enabled && !anonymous {
-            let cookie = format!("{}={nuid}{}", self.config.cookie.name, self.cookie_suffix);
+            // Expires for old browsers that ignore Max-Age, counted from now
+            let expires = SystemTime::now()
+                + Duration::from_secs(u64::from(self.config.cookie.expiration_days) * 86_400);
+            let cookie = format!(
+                "{}={nuid}; Expires={}{}",
+                self.config.cookie.name,
+                httpdate::fmt_http_date(expires),
+                self.cookie_suffix
+            );
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 headers.insert(header::SET_COOKIE, value);
             }

@@ -292,10 +292,10 @@ impl RawLog for FileLog {
         validate_consumer(consumer)?;
         let end = self.end_offset();
         if next > end {
-            return Err(LogError::Corrupt {
-                path: self.shared.dir.display().to_string(),
-                offset: next,
-                reason: format!("cannot commit past the end of the log ({end})"),
+            return Err(LogError::CommitPastEnd {
+                consumer: consumer.to_owned(),
+                next,
+                end,
             });
         }
         let dir = self.shared.dir.join("consumers");

@@ -48,6 +48,12 @@ pub enum LogError {
     NoRuntime,
     #[error("offset {requested} is no longer in the log (oldest kept is {oldest})")]
     Deleted { requested: Offset, oldest: Offset },
+    #[error("consumer {consumer} cannot commit offset {next}: the log ends at {end}")]
+    CommitPastEnd {
+        consumer: String,
+        next: Offset,
+        end: Offset,
+    },
     #[error("invalid consumer name {0:?}: use letters, digits, '-', '_' and '.'")]
     InvalidConsumer(String),
 }

@@ -133,7 +133,10 @@ async fn segments_are_deleted_only_once_every_consumer_is_past_them() {
         log.consumers().unwrap(),
         vec![("audit".to_owned(), 25), ("loader".to_owned(), 40)]
     );
-    assert!(log.commit("loader", 41).is_err(), "past the end");
+    assert!(matches!(
+        log.commit("loader", 41),
+        Err(LogError::CommitPastEnd { .. })
+    ));
     assert!(matches!(
         log.commit("../etc", 1),
         Err(LogError::InvalidConsumer(_))

@@ -436,3 +436,81 @@ async fn a_request_that_cannot_be_stored_is_answered_503_so_the_tracker_retries(
     assert!(response.headers().get("set-cookie").is_none());
     assert_eq!(response.headers()["retry-after"], "5");
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("GET".to_owned()),
+            Just("POST".to_owned()),
+            Just("OPTIONS".to_owned()),
+            Just("HEAD".to_owned()),
+            "[A-Z]{1,8}",
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("/i".to_owned()),
+            Just(TP2.to_owned()),
+            Just("/r/tp2".to_owned()),
+            "/[a-z0-9._~-]{0,12}(/[a-z0-9._~-]{0,12}){0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        // whatever arrives, the answer is a deliberate one and the collector keeps going
+        #[test]
+        fn any_request_gets_a_deliberate_answer(
+            method in method(),
+            path in path(),
+            query in proptest::option::of("[a-zA-Z0-9=&%+._-]{0,80}"),
+            cookie in proptest::option::of("[ -~]{0,60}"),
+            forwarded in proptest::option::of("[ -~]{0,40}"),
+            body in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let mut config = CollectorConfig {
+                    trusted_proxies: vec!["0.0.0.0/0".parse().unwrap()],
+                    max_payload_bytes: 300,
+                    max_body_bytes: 500,
+                    ..CollectorConfig::default()
+                };
+                config.redirect.enabled = true;
+                let collector = TestCollector::new(config);
+                let uri = match &query {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path.clone(),
+                };
+                let mut builder = Request::builder().method(method.as_str()).uri(uri.as_str());
+                if let Some(cookie) = &cookie {
+                    builder = builder.header("cookie", cookie.as_str());
+                }
+                if let Some(forwarded) = &forwarded {
+                    builder = builder.header("x-forwarded-for", forwarded.as_str());
+                }
+                let request = builder.body(Body::from(body.clone())).unwrap();
+                let (response, _) = collector.send(request).await;
+                let status = response.status().as_u16();
+                prop_assert!(
+                    [200, 302, 400, 404, 405, 413].contains(&status),
+                    "{method} {uri} -> {status}"
+                );
+                if let Some(set_cookie) = header(&response, "set-cookie") {
+                    let value = set_cookie.split(';').next().unwrap();
+                    prop_assert!(value.starts_with("sp="), "{set_cookie}");
+                }
+                // the collector still works afterwards
+                let (response, _) = collector.send(get("/i?e=pv")).await;
+                prop_assert_eq!(response.status().as_u16(), 200);
+                Ok(())
+            })?;
+        }
+    }
+}
