@@ -6,8 +6,13 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Version byte in front of every encoded payload, so the format can evolve.
-const FORMAT_VERSION: u8 = 1;
+/// Format byte in front of every encoded payload, so the format can evolve:
+/// postcard as is, or postcard compressed with LZ4 (tracker JSON shrinks
+/// several times, and on a busy disk bytes written are what durability costs).
+const FORMAT_POSTCARD: u8 = 1;
+const FORMAT_POSTCARD_LZ4: u8 = 2;
+/// Bigger than any payload the collector accepts; guards decompression of a corrupt size.
+const MAX_DECODED_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectorPayload {
@@ -55,6 +60,8 @@ pub enum PayloadDecodeError {
     Empty,
     #[error("unknown payload format version {0}")]
     UnknownVersion(u8),
+    #[error("compressed payload is corrupt: {0}")]
+    Decompress(String),
     #[error("malformed payload: {0}")]
     Malformed(#[from] postcard::Error),
 }
@@ -66,19 +73,41 @@ impl CollectorPayload {
         out
     }
 
-    /// Appends the encoded payload to `out`.
+    /// Appends the encoded payload to `out`: format byte, uncompressed length, LZ4 block.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_VERSION);
         // serialising plain owned data into a Vec cannot fail
-        postcard::to_io(self, out).expect("payload serialises");
+        let plain = postcard::to_stdvec(self).expect("payload serialises");
+        out.push(FORMAT_POSTCARD_LZ4);
+        out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
+        let start = out.len();
+        out.resize(
+            start + lz4_flex::block::get_maximum_output_size(plain.len()),
+            0,
+        );
+        let written = lz4_flex::block::compress_into(&plain, &mut out[start..])
+            .expect("output sized for the worst case");
+        out.truncate(start + written);
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadDecodeError> {
-        let (&version, rest) = bytes.split_first().ok_or(PayloadDecodeError::Empty)?;
-        if version != FORMAT_VERSION {
-            return Err(PayloadDecodeError::UnknownVersion(version));
+        let (&format, rest) = bytes.split_first().ok_or(PayloadDecodeError::Empty)?;
+        match format {
+            FORMAT_POSTCARD => Ok(postcard::from_bytes(rest)?),
+            FORMAT_POSTCARD_LZ4 => {
+                let corrupt = |reason: &str| PayloadDecodeError::Decompress(reason.to_owned());
+                let (length, block) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| corrupt("no length"))?;
+                let length = usize::try_from(u64::from_le_bytes(*length)).unwrap_or(usize::MAX);
+                if length > MAX_DECODED_BYTES {
+                    return Err(corrupt("implausible length"));
+                }
+                let plain = lz4_flex::block::decompress(block, length)
+                    .map_err(|error| PayloadDecodeError::Decompress(error.to_string()))?;
+                Ok(postcard::from_bytes(&plain)?)
+            }
+            other => Err(PayloadDecodeError::UnknownVersion(other)),
         }
-        Ok(postcard::from_bytes(rest)?)
     }
 
     /// The first header of that name (case-insensitive), as bytes.
@@ -138,5 +167,39 @@ mod tests {
         ));
         assert!(CollectorPayload::decode(&[]).is_err());
         assert!(CollectorPayload::decode(&[1, 0xff, 0xff, 0xff]).is_err());
+        // a compressed block cut short, or claiming an absurd length
+        let encoded = sample_payload(&[b'x'; 500]).encode();
+        assert!(matches!(
+            CollectorPayload::decode(&encoded[..encoded.len() - 4]),
+            Err(PayloadDecodeError::Decompress(_) | PayloadDecodeError::Malformed(_))
+        ));
+        let mut absurd = encoded.clone();
+        absurd[1..9].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            CollectorPayload::decode(&absurd),
+            Err(PayloadDecodeError::Decompress(_))
+        ));
+    }
+
+    #[test]
+    fn tracker_json_is_stored_compressed_and_plain_records_still_read() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/snowplow/js-tracker-4.10.1__08-retry-batch-no-cors-on-post.json"
+        ))
+        .unwrap();
+        let payload = sample_payload(&body);
+        let encoded = payload.encode();
+        assert!(
+            encoded.len() * 2 < body.len(),
+            "{} vs {}",
+            encoded.len(),
+            body.len()
+        );
+        assert_eq!(CollectorPayload::decode(&encoded).unwrap(), payload);
+
+        let mut plain = vec![FORMAT_POSTCARD];
+        plain.extend(postcard::to_stdvec(&payload).unwrap());
+        assert_eq!(CollectorPayload::decode(&plain).unwrap(), payload);
     }
 }
