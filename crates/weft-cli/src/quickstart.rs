@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use weft_collect::RawLog;
 use weft_collect::protocol::parse_payload;
 use weft_core::Config;
+use weft_enrich::canonical_event;
 use weft_sim::{TrackerRequest, TrafficOptions, traffic};
 
 use crate::serve;
@@ -68,6 +69,9 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
 
     let end_offset = running.log.end_offset();
     let mut events_by_type: BTreeMap<String, usize> = BTreeMap::new();
+    let etl_tstamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut bad = 0;
     let mut bytes = 0;
     let mut offset = first_offset;
@@ -83,10 +87,14 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
                 + record.payload.query.as_ref().map_or(0, String::len);
             let parsed = parse_payload(&record.payload);
             bad += parsed.errors.len();
-            for event in parsed.events {
-                *events_by_type
-                    .entry(event.get("e").unwrap_or("?").to_owned())
-                    .or_default() += 1;
+            for raw in parsed.events {
+                match canonical_event(&record.payload, &raw, etl_tstamp) {
+                    Ok(event) => {
+                        let kind = event.event.unwrap_or_default();
+                        *events_by_type.entry(kind).or_default() += 1;
+                    }
+                    Err(_) => bad += 1,
+                }
             }
         }
     }
@@ -120,7 +128,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         bytes as f64 / 1024.0
     );
     println!(
-        "  events      {events_parsed} parsed: {} · {bad} bad",
+        "  events      {events_parsed} canonical events: {} · {bad} bad",
         events_by_type
             .iter()
             .map(|(kind, count)| format!("{kind} {count}"))
@@ -132,7 +140,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         percentile_ms(&latencies, 0.50),
         percentile_ms(&latencies, 0.99)
     );
-    if events_parsed != events_sent || ok != requests.len() {
+    if events_parsed != events_sent || ok != requests.len() || bad > 0 {
         anyhow::bail!(
             "the collector did not keep everything: {ok}/{} requests accepted, {events_parsed}/{events_sent} events read back",
             requests.len()
