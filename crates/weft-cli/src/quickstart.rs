@@ -12,9 +12,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Mutex;
 use weft_collect::RawLog;
-use weft_collect::protocol::parse_payload;
 use weft_core::Config;
-use weft_enrich::canonical_event;
+use weft_enrich::{Resolver, process_payload};
 use weft_sim::{TrackerRequest, TrafficOptions, traffic};
 
 use crate::serve;
@@ -69,10 +68,14 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
 
     let end_offset = running.log.end_offset();
     let mut events_by_type: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bad_by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut resolver = Resolver::new(config.iglu.registries.clone());
+    for (uri, schema) in weft_sim::SCHEMAS {
+        resolver = resolver.with_schema(uri, schema)?;
+    }
     let etl_tstamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut bad = 0;
     let mut bytes = 0;
     let mut offset = first_offset;
     while offset < end_offset {
@@ -85,20 +88,20 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         for record in &records {
             bytes += record.payload.body.as_ref().map_or(0, |b| b.len())
                 + record.payload.query.as_ref().map_or(0, String::len);
-            let parsed = parse_payload(&record.payload);
-            bad += parsed.errors.len();
-            for raw in parsed.events {
-                match canonical_event(&record.payload, &raw, etl_tstamp) {
-                    Ok(event) => {
-                        let kind = event.event.unwrap_or_default();
-                        *events_by_type.entry(kind).or_default() += 1;
-                    }
-                    Err(_) => bad += 1,
-                }
+            let processed = process_payload(&record.payload, &resolver, etl_tstamp);
+            for bad_row in processed.bad_rows {
+                *bad_by_type
+                    .entry(bad_row.failure_type.as_str())
+                    .or_default() += 1;
+            }
+            for event in processed.events {
+                let kind = event.event.unwrap_or_default();
+                *events_by_type.entry(kind).or_default() += 1;
             }
         }
     }
     let events_parsed: usize = events_by_type.values().sum();
+    let bad: usize = bad_by_type.values().sum();
     let gets = requests.iter().filter(|r| r.method == "GET").count();
     let ok = sent.statuses.get(&200).copied().unwrap_or(0);
     let mut latencies = sent.latencies.clone();
@@ -128,12 +131,24 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         bytes as f64 / 1024.0
     );
     println!(
-        "  events      {events_parsed} canonical events: {} · {bad} bad",
+        "  events      {events_parsed} valid canonical events: {} · {bad} bad rows{}",
         events_by_type
             .iter()
             .map(|(kind, count)| format!("{kind} {count}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if bad_by_type.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                bad_by_type
+                    .iter()
+                    .map(|(kind, count)| format!("{kind} {count}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     );
     println!(
         "  latency     p50 {:.2} ms · p99 {:.2} ms (request to durable 200)",

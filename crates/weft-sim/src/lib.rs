@@ -41,6 +41,12 @@ const REFERERS: [&str; 4] = [
     "https://news.example.org/best-bread",
 ];
 
+/// The schemas of the simulated shop's own events and entities, by Iglu URI.
+pub const SCHEMAS: &[(&str, &str)] = &[(
+    PRODUCT,
+    include_str!("../iglu/com.acme/product_entity/jsonschema/1-0-0"),
+)];
+
 /// One HTTP request a tracker would send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerRequest {

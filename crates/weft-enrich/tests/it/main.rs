@@ -1,5 +1,7 @@
 //! Canonical events from requests captured from real trackers, field by field.
 
+mod process;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -13,14 +15,14 @@ use weft_core::Event;
 use weft_enrich::canonical::derived_tstamp;
 use weft_enrich::canonical_event;
 
-const ETL: i64 = 1_795_400_000_000;
+pub const ETL: i64 = 1_795_400_000_000;
 
-struct Fixture {
-    name: String,
-    payload: CollectorPayload,
+pub struct Fixture {
+    pub name: String,
+    pub payload: CollectorPayload,
 }
 
-fn fixtures() -> Vec<Fixture> {
+pub fn fixtures() -> Vec<Fixture> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../weft-collect/testdata/snowplow");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
