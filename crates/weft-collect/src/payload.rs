@@ -3,7 +3,7 @@
 //! request whole (body, query string and headers byte for byte) so that every
 //! later stage can be rerun from it.
 
-use bytes::Bytes;
+pub use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Format byte in front of every encoded payload, so the format can evolve:
@@ -108,6 +108,57 @@ impl CollectorPayload {
             }
             other => Err(PayloadDecodeError::UnknownVersion(other)),
         }
+    }
+
+    /// A request captured as JSON (`method`, `path` with its query string,
+    /// `headers` as `[name, value]` pairs, `body`, `received_at_ms`), as the
+    /// collector would have stored it; for replaying captured tracker traffic.
+    pub fn from_capture(
+        capture: &serde_json::Value,
+        ip: Option<&str>,
+        network_user_id: Option<&str>,
+    ) -> Option<Self> {
+        let full_path = capture.get("path")?.as_str()?;
+        let (path, query) = match full_path.split_once('?') {
+            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+            None => (full_path.to_owned(), None),
+        };
+        let headers: Vec<Header> = capture
+            .get("headers")?
+            .as_array()?
+            .iter()
+            .filter_map(|pair| {
+                Some(Header {
+                    name: pair.get(0)?.as_str()?.to_ascii_lowercase(),
+                    value: pair.get(1)?.as_str()?.as_bytes().to_vec(),
+                })
+            })
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        };
+        Some(Self {
+            received_at_ms: capture.get("received_at_ms")?.as_i64()?,
+            method: capture.get("method")?.as_str()?.to_owned(),
+            path,
+            query,
+            body: capture
+                .get("body")
+                .and_then(|b| b.as_str())
+                .map(|b| Bytes::copy_from_slice(b.as_bytes())),
+            content_type: header("content-type"),
+            user_agent: header("user-agent"),
+            referer: header("referer"),
+            hostname: header("host"),
+            headers,
+            ip: ip.map(str::to_owned),
+            network_user_id: network_user_id.map(str::to_owned),
+            collector: format!("weft-{}", weft_core::VERSION),
+            size_violation: None,
+        })
     }
 
     /// The first header of that name (case-insensitive), as bytes.

@@ -18,6 +18,17 @@ pub enum FieldKind {
     Json,
 }
 
+/// A borrowed field value, tagged with its kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    Text(&'a Option<String>),
+    Integer(&'a Option<i64>),
+    Float(&'a Option<f64>),
+    Boolean(&'a Option<bool>),
+    Timestamp(&'a Option<i64>),
+    Json(&'a Option<Value>),
+}
+
 macro_rules! atomic_event {
     ($($name:ident: $kind:ident),+ $(,)?) => {
         /// One canonical event. Every field is optional, as in Snowplow's enriched format.
@@ -28,6 +39,13 @@ macro_rules! atomic_event {
 
         /// Every atomic field in order, with its kind.
         pub const ATOMIC_FIELDS: &[(&str, FieldKind)] = &[$((stringify!($name), FieldKind::$kind)),+];
+
+        impl Event {
+            /// Visits every field's value, in the order of `ATOMIC_FIELDS`.
+            pub fn for_each_field<'a>(&'a self, mut visit: impl FnMut(FieldRef<'a>)) {
+                $(visit(FieldRef::$kind(&self.$name));)+
+            }
+        }
     };
     (@type Text) => { String };
     (@type Integer) => { i64 };
@@ -182,5 +200,37 @@ mod tests {
         let ours: Vec<&str> = ATOMIC_FIELDS.iter().map(|(name, _)| *name).collect();
         assert_eq!(ours, expected);
         assert_eq!(ours.len(), 131);
+    }
+
+    #[test]
+    fn visiting_follows_the_field_list() {
+        let event = Event {
+            app_id: Some("shop".into()),
+            se_value: Some(1.5),
+            true_tstamp: Some(7),
+            ..Event::default()
+        };
+        let mut visited = Vec::new();
+        event.for_each_field(|value| visited.push(value));
+        assert_eq!(visited.len(), ATOMIC_FIELDS.len());
+        let index = |name: &str| ATOMIC_FIELDS.iter().position(|(n, _)| *n == name).unwrap();
+        assert_eq!(
+            visited[index("app_id")],
+            FieldRef::Text(&Some("shop".into()))
+        );
+        assert_eq!(visited[index("se_value")], FieldRef::Float(&Some(1.5)));
+        assert_eq!(visited[index("true_tstamp")], FieldRef::Timestamp(&Some(7)));
+        for (value, (_, kind)) in visited.iter().zip(ATOMIC_FIELDS) {
+            let matches = matches!(
+                (value, kind),
+                (FieldRef::Text(_), FieldKind::Text)
+                    | (FieldRef::Integer(_), FieldKind::Integer)
+                    | (FieldRef::Float(_), FieldKind::Float)
+                    | (FieldRef::Boolean(_), FieldKind::Boolean)
+                    | (FieldRef::Timestamp(_), FieldKind::Timestamp)
+                    | (FieldRef::Json(_), FieldKind::Json)
+            );
+            assert!(matches);
+        }
     }
 }

@@ -5,7 +5,7 @@ pub mod config;
 pub mod event;
 
 pub use config::{Config, ConfigError};
-pub use event::{ATOMIC_FIELDS, Event, FieldKind};
+pub use event::{ATOMIC_FIELDS, Event, FieldKind, FieldRef};
 
 /// The version string recorded in every collector payload and shown by `weft --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,11 +5,9 @@ mod process;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::Value;
 use weft_collect::CollectorPayload;
-use weft_collect::payload::Header;
 use weft_collect::protocol::{RawEvent, parse_payload};
 use weft_core::Event;
 use weft_enrich::canonical::derived_tstamp;
@@ -34,44 +32,14 @@ pub fn fixtures() -> Vec<Fixture> {
         if json["method"] == "OPTIONS" {
             continue;
         }
-        let full_path = json["path"].as_str().unwrap();
-        let (path_only, query) = match full_path.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (full_path.to_owned(), None),
-        };
-        let headers: Vec<Header> = json["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| Header {
-                name: h[0].as_str().unwrap().to_ascii_lowercase(),
-                value: h[1].as_str().unwrap().as_bytes().to_vec(),
-            })
-            .collect();
-        let user_agent = headers
-            .iter()
-            .find(|h| h.name == "user-agent")
-            .map(|h| String::from_utf8(h.value.clone()).unwrap());
         out.push(Fixture {
             name: path.file_name().unwrap().to_string_lossy().into_owned(),
-            payload: CollectorPayload {
-                received_at_ms: json["received_at_ms"].as_i64().unwrap(),
-                method: json["method"].as_str().unwrap().to_owned(),
-                path: path_only,
-                query,
-                body: json["body"]
-                    .as_str()
-                    .map(|b| Bytes::copy_from_slice(b.as_bytes())),
-                content_type: None,
-                headers,
-                ip: Some("203.0.113.9".into()),
-                user_agent,
-                referer: None,
-                hostname: None,
-                network_user_id: Some("0fa58e88-2e5a-4312-9ad0-b97bdac824b4".into()),
-                collector: "weft-test".into(),
-                size_violation: None,
-            },
+            payload: CollectorPayload::from_capture(
+                &json,
+                Some("203.0.113.9"),
+                Some("0fa58e88-2e5a-4312-9ad0-b97bdac824b4"),
+            )
+            .unwrap(),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,0 +1,44 @@
+//! SQL over every table of the lake, addressed as `schema.table`, with DataFusion.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::catalog::Lake;
+use crate::{LakeError, Result};
+
+/// A DataFusion session with every table of the lake registered.
+pub async fn session(lake: &Lake) -> Result<SessionContext> {
+    let context = SessionContext::new();
+    let catalog = context
+        .catalog("datafusion")
+        .expect("the default catalog exists");
+    for (schema, table) in lake.tables()? {
+        if catalog.schema(&schema).is_none() {
+            catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let delta = lake.table(&schema, &table).await?;
+        delta
+            .update_datafusion_session(&context.state())
+            .map_err(|source| LakeError::Delta {
+                table: format!("{schema}.{table}"),
+                source,
+            })?;
+        let provider = delta.table_provider().await?;
+        context.register_table(
+            TableReference::partial(schema.as_str(), table.as_str()),
+            provider,
+        )?;
+    }
+    Ok(context)
+}
+
+/// Runs one query and collects its result.
+pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>> {
+    let context = session(lake).await?;
+    let frame = context.sql(sql).await?;
+    Ok(frame.collect().await?)
+}
