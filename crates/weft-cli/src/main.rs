@@ -1,8 +1,11 @@
 //! `weft`: the customer data platform in one binary.
 
 mod bench;
+mod data_dir;
 mod quickstart;
+mod run;
 mod serve;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,10 +36,26 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start weft, send a simulated shop's traffic through it and show what happened.
     Quickstart(quickstart::QuickstartArgs),
+    /// Run pending pipeline stages once (or just STAGE) and exit.
+    Run(run::RunArgs),
+    /// Run SQL over every table (schema.table), printed as a table, CSV or JSON.
+    Sql(sql::SqlArgs),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
+
+/// A mistake in what the user asked for (a bad query, a bad spec): exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -75,11 +94,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(config, args).await,
             Command::Quickstart(args) => quickstart::run(config, args).await,
+            Command::Run(args) => run::run(config, args).await,
+            Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<UsageError>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -13,7 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Mutex;
 use weft_collect::RawLog;
 use weft_core::Config;
-use weft_enrich::{Resolver, process_payload};
+use weft_enrich::Resolver;
+use weft_lake::Lake;
+use weft_lake::sql::{pretty, query};
 use weft_sim::{TrackerRequest, TrafficOptions, traffic};
 
 use crate::serve;
@@ -47,6 +49,8 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     if let Some(addr) = args.addr {
         config.server.addr = addr;
     }
+    let _lock = crate::data_dir::lock(&config.data_dir)?;
+    install_sim_schemas(&config)?;
     let running = serve::start(&config).await?;
     let base_url = format!("http://{}", running.addr);
     let first_offset = running.log.end_offset();
@@ -65,49 +69,32 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let sent = send_all(&base_url, Arc::clone(&requests), &progress).await?;
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-
     let end_offset = running.log.end_offset();
-    let mut events_by_type: BTreeMap<String, usize> = BTreeMap::new();
-    let mut bad_by_type: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut resolver = Resolver::new(config.iglu.registries.clone());
-    for (uri, schema) in weft_sim::SCHEMAS {
-        resolver = resolver.with_schema(uri, schema)?;
-    }
-    let etl_tstamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut bytes = 0;
-    let mut offset = first_offset;
-    while offset < end_offset {
-        let records = running
-            .log
-            .read(offset, 1000)
-            .context("reading back the raw log")?;
-        let Some(last) = records.last() else { break };
-        offset = last.offset + 1;
-        for record in &records {
-            bytes += record.payload.body.as_ref().map_or(0, |b| b.len())
-                + record.payload.query.as_ref().map_or(0, String::len);
-            let processed = process_payload(&record.payload, &resolver, etl_tstamp);
-            for bad_row in processed.bad_rows {
-                *bad_by_type
-                    .entry(bad_row.failure_type.as_str())
-                    .or_default() += 1;
-            }
-            for event in processed.events {
-                let kind = event.event.unwrap_or_default();
-                *events_by_type.entry(kind).or_default() += 1;
-            }
-        }
-    }
-    let events_parsed: usize = events_by_type.values().sum();
-    let bad: usize = bad_by_type.values().sum();
+    let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
+
+    let loading = Instant::now();
+    let report = crate::run::loader(&config, running.log.clone(), Resolver::from_config(&config))
+        .load()
+        .await
+        .context("loading the raw log into the lake")?;
+    let load_time = loading.elapsed();
+    let lake = Lake::new(&config.data_dir);
+    let by_event = query(
+        &lake,
+        "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
+    )
+    .await?;
+    let sample = query(
+        &lake,
+        "SELECT event_name, page_urlpath, domain_userid, derived_tstamp \
+         FROM atomic.events ORDER BY derived_tstamp DESC LIMIT 5",
+    )
+    .await?;
+
     let gets = requests.iter().filter(|r| r.method == "GET").count();
     let ok = sent.statuses.get(&200).copied().unwrap_or(0);
     let mut latencies = sent.latencies.clone();
     latencies.sort_unstable();
-    let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
-
     println!("weft quickstart");
     println!(
         "  collector   {base_url}   data in {}",
@@ -126,52 +113,78 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         describe_other_statuses(&sent)
     );
     println!(
-        "  raw log     {} new records (offsets {first_offset}..{end_offset}), {:.1} KiB of payload, {syncs} group-commit fsyncs",
+        "  raw log     {} new records (offsets {first_offset}..{end_offset}), {syncs} group-commit fsyncs",
         end_offset - first_offset,
-        bytes as f64 / 1024.0
     );
     println!(
-        "  events      {events_parsed} valid canonical events: {} · {bad} bad rows{}",
-        events_by_type
-            .iter()
-            .map(|(kind, count)| format!("{kind} {count}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        if bad_by_type.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({})",
-                bad_by_type
-                    .iter()
-                    .map(|(kind, count)| format!("{kind} {count}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
+        "  loaded      {} events and {} bad rows into atomic.events / atomic.bad_rows in {:.2} s ({} Delta commits)",
+        report.events,
+        report.bad_rows,
+        load_time.as_secs_f64(),
+        report.commits
     );
     println!(
         "  latency     p50 {:.2} ms · p99 {:.2} ms (request to durable 200)",
         percentile_ms(&latencies, 0.50),
         percentile_ms(&latencies, 0.99)
     );
-    if events_parsed != events_sent || ok != requests.len() || bad > 0 {
+    println!();
+    println!(
+        "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
+    );
+    println!("{}", pretty(&by_event)?);
+    println!(
+        "weft sql \"SELECT event_name, page_urlpath, domain_userid, derived_tstamp FROM atomic.events ORDER BY derived_tstamp DESC LIMIT 5\""
+    );
+    println!("{}", pretty(&sample)?);
+    if report.events != events_sent || ok != requests.len() || report.bad_rows > 0 {
         anyhow::bail!(
-            "the collector did not keep everything: {ok}/{} requests accepted, {events_parsed}/{events_sent} events read back",
-            requests.len()
+            "weft did not keep everything: {ok}/{} requests accepted, {}/{events_sent} events loaded, {} bad rows",
+            requests.len(),
+            report.events,
+            report.bad_rows
         );
     }
 
     if args.no_serve {
         return running.stop().await;
     }
+    let pipeline =
+        serve::Pipeline::start(&config, running.log.clone(), Resolver::from_config(&config));
     println!();
     println!(
         "weft is serving at {base_url}  (trackers: POST /com.snowplowanalytics.snowplow/tp2, GET /i; health: /health; metrics: /metrics)"
     );
-    println!("press Ctrl-C to stop");
+    println!(
+        "events are loaded every {} s; query them with weft sql; press Ctrl-C to stop",
+        config.loader.interval_secs
+    );
     serve::shutdown_signal().await;
-    running.stop().await
+    running.stop().await?;
+    pipeline.stop().await
+}
+
+/// The simulated shop's own schemas go into the data directory's registry, so
+/// every later run (`weft run`, `weft serve`) validates its events too.
+fn install_sim_schemas(config: &Config) -> Result<()> {
+    for (uri, schema) in weft_sim::SCHEMAS {
+        let key: weft_enrich::SchemaKey = uri.parse()?;
+        let path = config
+            .data_dir
+            .join("iglu")
+            .join(&key.vendor)
+            .join(&key.name)
+            .join(&key.format)
+            .join(key.version());
+        if !path.exists() {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, schema)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 async fn send_all(

@@ -12,12 +12,16 @@ use weft_collect::raw_log::FileLogOptions;
 use weft_collect::service::{Collector, router};
 use weft_collect::{FileLog, server};
 use weft_core::Config;
+use weft_enrich::Resolver;
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on (overrides `server.addr`); port 0 picks a free one.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
+    /// Only collect: do not run the pipeline (loader, …) in the background.
+    #[arg(long)]
+    pub no_pipeline: bool,
 }
 
 /// A running server: its address, its log, and the task serving it.
@@ -79,12 +83,54 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.addr {
         config.server.addr = addr;
     }
+    let _lock = crate::data_dir::lock(&config.data_dir)?;
     let running = start(&config).await?;
     // scripts and tests read this line to find the port
     println!("weft listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, data_dir = %config.data_dir.display(), "serving");
+    let pipeline = (!args.no_pipeline)
+        .then(|| Pipeline::start(&config, running.log.clone(), Resolver::from_config(&config)));
     shutdown_signal().await;
-    running.stop().await
+    running.stop().await?;
+    if let Some(pipeline) = pipeline {
+        pipeline.stop().await?;
+    }
+    Ok(())
+}
+
+/// The pipeline stages running in the background while weft serves.
+pub struct Pipeline {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Pipeline {
+    pub fn start(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Self {
+        let loader = crate::run::loader(config, log, resolver);
+        let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(interval) => false,
+                    _ = stopped.changed() => true,
+                };
+                // a last load on the way out takes what arrived since the previous one
+                if let Err(error) = loader.load().await {
+                    tracing::warn!(error = %error, "loading failed; retrying at the next interval");
+                }
+                if stopping {
+                    break;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("pipeline task failed")
+    }
 }
 
 /// Ctrl-C or SIGTERM.

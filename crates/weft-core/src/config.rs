@@ -11,6 +11,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// weft's own progress at info, the libraries' only when something is wrong.
+pub const DEFAULT_LOG_FILTER: &str =
+    "warn,weft=info,weft_collect=info,weft_enrich=info,weft_lake=info,buoyant_kernel=off";
+
 /// A config that could not be read: the message names the file and the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -21,23 +25,25 @@ pub struct ConfigError(String);
 pub struct Config {
     /// Where every table, log and state file lives; nothing is written outside it.
     pub data_dir: PathBuf,
-    /// Log filter in `tracing` syntax, e.g. `info` or `weft_collect=debug,info`.
+    /// Log filter in `tracing` syntax, e.g. `info` or `warn,weft_collect=debug`.
     pub log: String,
     pub server: ServerConfig,
     pub collector: CollectorConfig,
     pub raw_log: RawLogConfig,
     pub iglu: IgluConfig,
+    pub loader: LoaderConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./weft-data"),
-            log: "info".to_owned(),
+            log: DEFAULT_LOG_FILTER.to_owned(),
             server: ServerConfig::default(),
             collector: CollectorConfig::default(),
             raw_log: RawLogConfig::default(),
             iglu: IgluConfig::default(),
+            loader: LoaderConfig::default(),
         }
     }
 }
@@ -169,6 +175,24 @@ impl Default for RawLogConfig {
         Self {
             segment_bytes: 64 * 1024 * 1024,
             fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Raw log records per micro-batch: each batch is at most one commit per table.
+    pub batch_records: usize,
+    /// While `weft serve` runs, new records are loaded at least this often.
+    pub interval_secs: u64,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            batch_records: 10_000,
+            interval_secs: 5,
         }
     }
 }

@@ -72,6 +72,14 @@ impl Resolver {
         resolver
     }
 
+    /// The resolver a configuration describes: the shipped schemas, the folders of
+    /// `iglu.registries`, then `<data_dir>/iglu`, the data directory's own registry.
+    pub fn from_config(config: &weft_core::Config) -> Self {
+        let mut registries = config.iglu.registries.clone();
+        registries.push(config.data_dir.join("iglu"));
+        Self::new(registries)
+    }
+
     /// Adds a schema by its key, ahead of the registry folders.
     pub fn with_schema(mut self, uri: &str, text: &str) -> Result<Self, IgluError> {
         let key: SchemaKey = uri.parse()?;

@@ -23,7 +23,7 @@ pub enum LakeError {
     Log(#[from] weft_collect::LogError),
     #[error("arrow: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
-    #[error("sql: {0}")]
+    #[error(transparent)]
     Sql(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("{0}")]
     Io(#[from] std::io::Error),

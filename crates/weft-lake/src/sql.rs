@@ -40,5 +40,37 @@ pub async fn session(lake: &Lake) -> Result<SessionContext> {
 pub async fn query(lake: &Lake, sql: &str) -> Result<Vec<RecordBatch>> {
     let context = session(lake).await?;
     let frame = context.sql(sql).await?;
-    Ok(frame.collect().await?)
+    let schema = frame.schema().inner().clone();
+    let batches = frame.collect().await?;
+    // an empty result still has its columns
+    Ok(if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    })
+}
+
+/// An aligned text table.
+pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
+    Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+/// CSV with a header line.
+pub fn write_csv(batches: &[RecordBatch], out: &mut impl std::io::Write) -> Result<()> {
+    let mut writer = deltalake::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(out);
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(())
+}
+
+/// A JSON array of row objects.
+pub fn write_json(batches: &[RecordBatch], out: &mut impl std::io::Write) -> Result<()> {
+    let mut writer = deltalake::arrow::json::ArrayWriter::new(out);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer.write_batches(&refs)?;
+    writer.finish()?;
+    Ok(())
 }

@@ -239,7 +239,9 @@ fn with_contexts(mut event: Value, contexts: &[Value]) -> Value {
 }
 
 fn uuid(rng: &mut StdRng) -> String {
-    Uuid::from_u128(rng.random::<u128>() & !(0xf << 76) | (0x4 << 76)).to_string()
+    // random bits with the version (4) and variant (RFC 9562) bits set
+    let bits = rng.random::<u128>() & !(0xf << 76) & !(0b11 << 62) | (0x4 << 76) | (0b10 << 62);
+    Uuid::from_u128(bits).to_string()
 }
 
 /// A `payload_data` POST body with `events` events from the simulated shop,

@@ -188,8 +188,107 @@ fn quickstart_sends_traffic_and_reports_it() {
         stdout.contains(&format!("accepted    {requests} with 200")),
         "{stdout}"
     );
-    assert!(stdout.contains("· 0 bad"), "{stdout}");
+    let events: usize = sent_line
+        .split("carrying ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("loaded      {events} events and 0 bad rows")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| page_view"),
+        "the SQL sample is shown: {stdout}"
+    );
     assert!(data.path().join("raw/00000000000000000000.log").is_file());
+
+    // the tables are there for SQL afterwards, in every format
+    let count = |format: &str| {
+        let output = weft()
+            .args([
+                "sql",
+                "SELECT count(*) AS n FROM atomic.events",
+                "--format",
+                format,
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(count("csv"), format!("n\n{events}\n"));
+    assert_eq!(count("json").trim(), format!("[{{\"n\":{events}}}]"));
+    assert!(count("table").contains(&format!("| {events} ")));
+    // nothing left to load
+    let output = weft()
+        .args(["run", "load", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 raw log records"));
+}
+
+#[test]
+fn serve_loads_continuously_and_holds_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("WEFT_LOADER__INTERVAL_SECS", "1")]);
+    for n in 0..5 {
+        let request = format!(
+            "GET /i?e=pv&p=web&eid=00000000-0000-4000-8000-00000000000{n}&url=https%3A%2F%2Fshop.example.com%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(raw_http(server.addr, request.as_bytes()).0, 200);
+    }
+    let output = weft()
+        .args(["run", "load", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("another weft process"));
+
+    let started = Instant::now();
+    loop {
+        let output = weft()
+            .args([
+                "sql",
+                "SELECT count(*) FROM atomic.events",
+                "--format",
+                "csv",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&output.stdout).lines().nth(1) == Some("5") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "events were not loaded: {output:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let output = weft()
+        .args(["sql", "SELEC", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a bad query is the user's mistake"
+    );
 }
 
 #[test]

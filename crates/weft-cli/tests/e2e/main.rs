@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub fn weft() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
-    command.env("WEFT_LOG", "warn");
+    command.env("WEFT_LOG", "warn,buoyant_kernel=off");
     command
 }
 

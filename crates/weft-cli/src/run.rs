@@ -1,0 +1,64 @@
+//! `weft run [STAGE]`: run pending pipeline stages once and exit.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use weft_collect::FileLog;
+use weft_collect::raw_log::FileLogOptions;
+use weft_core::Config;
+use weft_enrich::Resolver;
+use weft_lake::{Lake, LoadReport, Loader};
+
+use crate::data_dir;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The stage to run; every stage when omitted.
+    pub stage: Option<Stage>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Stage {
+    /// Raw log → atomic.events and atomic.bad_rows.
+    Load,
+}
+
+pub async fn run(config: Config, args: RunArgs) -> Result<()> {
+    let _lock = data_dir::lock(&config.data_dir)?;
+    match args.stage {
+        None | Some(Stage::Load) => {
+            let log = open_log(&config)?;
+            let report = loader(&config, log, Resolver::from_config(&config))
+                .load()
+                .await?;
+            print_load(&report);
+        }
+    }
+    Ok(())
+}
+
+pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
+    let dir = config.raw_log_dir();
+    let log = FileLog::open(
+        &dir,
+        FileLogOptions {
+            segment_bytes: config.raw_log.segment_bytes,
+            fsync: config.raw_log.fsync,
+        },
+    )
+    .with_context(|| format!("cannot open the raw log in {}", dir.display()))?;
+    Ok(Arc::new(log))
+}
+
+pub fn loader(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Loader {
+    Loader::new(log, Arc::new(resolver), Lake::new(&config.data_dir))
+        .with_batch_records(config.loader.batch_records)
+}
+
+pub fn print_load(report: &LoadReport) {
+    println!(
+        "load: {} raw log records → {} events, {} bad rows in {} commits (raw log offset {})",
+        report.records, report.events, report.bad_rows, report.commits, report.offset
+    );
+}
