@@ -212,3 +212,63 @@ async fn a_crash_between_the_two_commits_neither_drops_nor_repeats() {
 fn bytes_of(text: &str) -> weft_collect::payload::Bytes {
     weft_collect::payload::Bytes::copy_from_slice(text.as_bytes())
 }
+
+/// Python `deltalake` and a Spark engine (Sail) read the same tables weft wrote:
+/// same rows, same columns. Needs `pip install deltalake pysail pyspark-client`
+/// (`.ci/run` installs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deltalake_and_spark_read_what_weft_wrote() {
+    let setup = Setup::new();
+    let mut payloads = captures();
+    let mut broken = payloads[0].clone();
+    broken.body = Some(bytes_of("{not json"));
+    payloads.push(broken);
+    setup.append(&payloads).await;
+    setup.loader().load().await.unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_lake.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(setup.lake().root())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the interop script failed (pip install deltalake pysail pyspark-client):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    for table in ["events", "bad_rows"] {
+        let batches = sql::query(&setup.lake(), &format!("SELECT * FROM atomic.{table}"))
+            .await
+            .unwrap();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut columns: Vec<String> = batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        columns.sort();
+        for engine in ["deltalake", "spark"] {
+            let theirs = &result[engine][table];
+            assert_eq!(
+                theirs["rows"].as_u64(),
+                Some(rows as u64),
+                "{engine} {table}"
+            );
+            let mut their_columns: Vec<String> = theirs["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            their_columns.sort();
+            assert_eq!(their_columns, columns, "{engine} {table}");
+        }
+    }
+    assert_eq!(result["spark"]["events_by_name"]["page_view"], 8);
+    assert_eq!(result["spark"]["events_by_name"]["link_click"], 6);
+}
