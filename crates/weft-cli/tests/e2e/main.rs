@@ -2,6 +2,7 @@
 
 mod collector;
 mod crash;
+mod loader_crash;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
