@@ -8,7 +8,6 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use weft_collect::metrics::Metrics;
-use weft_collect::raw_log::FileLogOptions;
 use weft_collect::service::{Collector, router};
 use weft_collect::{FileLog, server};
 use weft_core::Config;
@@ -43,16 +42,7 @@ impl Running {
 
 /// Opens the raw log, binds the address and serves in the background.
 pub async fn start(config: &Config) -> Result<Running> {
-    let log_dir = config.raw_log_dir();
-    let log = FileLog::open(
-        &log_dir,
-        FileLogOptions {
-            segment_bytes: config.raw_log.segment_bytes,
-            fsync: config.raw_log.fsync,
-        },
-    )
-    .with_context(|| format!("cannot open the raw log in {}", log_dir.display()))?;
-    let log = Arc::new(log);
+    let log = crate::run::open_log(config)?;
     let collector = Collector::new(
         config.collector.clone(),
         log.clone(),

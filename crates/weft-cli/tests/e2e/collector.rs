@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Server, fixtures_dir, raw_http, read_response, weft};
+use crate::{Server, fixtures_dir, raw_http, read_response, sql, try_sql, weft};
 
 #[test]
 fn every_captured_tracker_request_is_accepted_over_a_real_socket() {
@@ -209,23 +209,11 @@ fn quickstart_sends_traffic_and_reports_it() {
 
     // the tables are there for SQL afterwards, in every format
     let count = |format: &str| {
-        let output = weft()
-            .args([
-                "sql",
-                "SELECT count(*) AS n FROM atomic.events",
-                "--format",
-                format,
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM atomic.events",
+            format,
+        )
     };
     assert_eq!(count("csv"), format!("n\n{events}\n"));
     assert_eq!(count("json").trim(), format!("[{{\"n\":{events}}}]"));
@@ -259,18 +247,12 @@ fn serve_loads_continuously_and_holds_the_data_dir() {
 
     let started = Instant::now();
     loop {
-        let output = weft()
-            .args([
-                "sql",
-                "SELECT count(*) FROM atomic.events",
-                "--format",
-                "csv",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&output.stdout).lines().nth(1) == Some("5") {
+        // the tables appear with the first load
+        let output = try_sql(data.path(), "SELECT count(*) FROM atomic.events", "csv");
+        if output
+            .as_ref()
+            .is_ok_and(|csv| csv.lines().nth(1) == Some("5"))
+        {
             break;
         }
         assert!(

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{Server, raw_http, weft};
+use crate::{Server, raw_http, sql, weft};
 
 #[test]
 fn killing_the_loader_repeatedly_neither_drops_nor_repeats_events() {
@@ -22,22 +22,12 @@ fn killing_the_loader_repeatedly_neither_drops_nor_repeats_events() {
     }
 
     let count = || {
-        let output = weft()
-            .args([
-                "sql",
-                "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM atomic.events",
-                "--format",
-                "csv",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .nth(1)
-            .unwrap_or("0,0")
-            .to_owned()
+        let csv = sql(
+            data.path(),
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM atomic.events",
+            "csv",
+        );
+        csv.lines().nth(1).unwrap_or("0,0").to_owned()
     };
     // small batches make many commits; each run is killed a little later than the last
     let mut seen = Vec::new();

@@ -65,6 +65,24 @@ impl Drop for Server {
     }
 }
 
+/// `weft sql QUERY --format FORMAT` on a data directory: its standard output, or its error.
+pub fn try_sql(data_dir: &Path, query: &str, format: &str) -> Result<String, String> {
+    let output = weft()
+        .args(["sql", query, "--format", format, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+pub fn sql(data_dir: &Path, query: &str, format: &str) -> String {
+    try_sql(data_dir, query, format).unwrap_or_else(|error| panic!("{query}: {error}"))
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../weft-collect/testdata/snowplow")
 }
