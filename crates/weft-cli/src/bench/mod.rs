@@ -18,6 +18,8 @@ use weft_collect::RawLog;
 use weft_collect::protocol::TP2_PATH;
 use weft_core::Config;
 
+mod load;
+
 use crate::quickstart::percentile_ms;
 use crate::serve;
 
@@ -26,6 +28,9 @@ pub enum BenchCommand {
     /// Collector throughput and latency with durable (fsync) writes, beside a
     /// bare axum handler that answers 200 and does nothing: the ceiling.
     Collect(CollectArgs),
+    /// Raw log → Delta throughput for simulated events, and two queries over them
+    /// in weft beside DuckDB on the same Parquet files.
+    Load(load::LoadArgs),
 }
 
 #[derive(Args)]
@@ -51,6 +56,7 @@ pub struct CollectArgs {
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Collect(args) => collect(config, args).await,
+        BenchCommand::Load(args) => load::run(config, args).await,
     }
 }
 

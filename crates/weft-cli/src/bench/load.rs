@@ -1,0 +1,215 @@
+//! `weft bench load`: raw log → Delta throughput for simulated events, then two
+//! queries over them in weft's engine (DataFusion) and in DuckDB on the same
+//! Parquet files, in the same run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use weft_collect::payload::Bytes;
+use weft_collect::raw_log::FileLogOptions;
+use weft_collect::{CollectorPayload, FileLog, Header, RawLog};
+use weft_core::Config;
+use weft_enrich::Resolver;
+use weft_lake::sql::query;
+use weft_lake::{Lake, Loader};
+use weft_sim::{TrackerRequest, TrafficOptions, traffic};
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// How many simulated events to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Runs of each query; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+const QUERIES: [(&str, &str); 2] = [
+    (
+        "events by name",
+        "SELECT event_name, count(*) AS events FROM atomic.events GROUP BY event_name ORDER BY events DESC",
+    ),
+    (
+        "per-user aggregation",
+        "SELECT domain_userid, count(*) AS events, count(DISTINCT domain_sessionid) AS sessions, \
+         min(derived_tstamp) AS first_seen, max(derived_tstamp) AS last_seen \
+         FROM atomic.events GROUP BY domain_userid ORDER BY events DESC, domain_userid LIMIT 10",
+    ),
+];
+
+/// Times the same queries in DuckDB over the Parquet files of the table.
+const DUCKDB_SCRIPT: &str = r#"
+import json, statistics, sys, time
+import duckdb
+path, runs, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+con = duckdb.connect()
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)")
+out = []
+for sql in queries:
+    sql = sql.replace("atomic.events", "events")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        con.execute(sql).fetchall()
+        times.append(time.perf_counter() - started)
+    out.append(statistics.median(times))
+print(json.dumps({"version": duckdb.__version__, "seconds": out}))
+"#;
+
+pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
+    if args.events == 0 || args.runs == 0 {
+        bail!("--events and --runs must be at least 1");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("bench-load-")
+        .tempdir_in(&config.data_dir)
+        .context("creating a scratch folder in data_dir")?;
+    let log = Arc::new(FileLog::open(
+        scratch.path().join("raw"),
+        FileLogOptions {
+            fsync: false, // preparing the input is not what is measured
+            ..FileLogOptions::default()
+        },
+    )?);
+
+    // the input: simulated tracker requests in the raw log, as the collector stores them
+    let progress = ProgressBar::new(args.events as u64).with_style(
+        ProgressStyle::with_template("writing simulated events to the raw log {bar:30} {pos}/{len}")
+            .expect("valid template"),
+    );
+    let mut written = 0;
+    let mut seed = 1;
+    while written < args.events {
+        let requests = traffic(&TrafficOptions {
+            visitors: 500,
+            seed,
+            ..TrafficOptions::default()
+        });
+        seed += 1;
+        for request in &requests {
+            log.append(&payload_of(request)).await?;
+            written += request.events;
+            progress.set_position(written.min(args.events) as u64);
+            if written >= args.events {
+                break;
+            }
+        }
+    }
+    progress.finish_and_clear();
+
+    let mut resolver = Resolver::new(Vec::new());
+    for (uri, schema) in weft_sim::SCHEMAS {
+        resolver = resolver.with_schema(uri, schema)?;
+    }
+    let lake = Lake::new(scratch.path());
+    let loader = Loader::new(log.clone(), Arc::new(resolver), lake.clone()).with_batch_records(config.loader.batch_records);
+    let started = Instant::now();
+    let report = loader.load().await?;
+    let load_time = started.elapsed();
+
+    println!(
+        "weft bench load: {} events ({} raw log records) → atomic.events, batches of {} records",
+        report.events, report.records, config.loader.batch_records
+    );
+    println!(
+        "  loading      {:.1} s, {:.0} events/s ({} bad rows, {} Delta commits)",
+        load_time.as_secs_f64(),
+        report.events as f64 / load_time.as_secs_f64(),
+        report.bad_rows,
+        report.commits
+    );
+
+    let mut ours = Vec::new();
+    for (_, sql) in QUERIES {
+        let mut times = Vec::new();
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            query(&lake, sql).await?;
+            times.push(started.elapsed());
+        }
+        times.sort_unstable();
+        ours.push(times[times.len() / 2]);
+    }
+    let duckdb = duckdb_times(&lake.table_path("atomic", "events"), args.runs);
+    println!("  {:<22} {:>14} {:>14}", "query (median)", "weft (ms)", "DuckDB (ms)");
+    for (index, (name, _)) in QUERIES.iter().enumerate() {
+        let theirs = match &duckdb {
+            Ok((_, seconds)) => format!("{:.1}", seconds[index] * 1000.0),
+            Err(_) => "-".to_owned(),
+        };
+        println!("  {name:<22} {:>14.1} {theirs:>14}", ours[index].as_secs_f64() * 1000.0);
+    }
+    match duckdb {
+        Ok((version, _)) => println!("  DuckDB {version} read the same Parquet files (read_parquet, hive partitions)"),
+        Err(error) => println!("  DuckDB not measured: {error}"),
+    }
+    Ok(())
+}
+
+fn payload_of(request: &TrackerRequest) -> CollectorPayload {
+    let (path, query) = match request.path.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (request.path.clone(), None),
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    CollectorPayload {
+        received_at_ms: 1_795_000_000_000,
+        method: request.method.to_owned(),
+        path,
+        query,
+        body: request.body.as_ref().map(|b| Bytes::copy_from_slice(b.as_bytes())),
+        content_type: header("content-type"),
+        headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| Header {
+                name: (*name).to_owned(),
+                value: value.as_bytes().to_vec(),
+            })
+            .collect(),
+        ip: Some("203.0.113.9".to_owned()),
+        user_agent: header("user-agent"),
+        referer: None,
+        hostname: Some("collector.example.com".to_owned()),
+        network_user_id: Some("00000000-0000-4000-8000-000000000000".to_owned()),
+        collector: format!("weft-{}", weft_core::VERSION),
+        size_violation: None,
+    }
+}
+
+fn duckdb_times(table: &Path, runs: usize) -> Result<(String, Vec<f64>)> {
+    let queries = serde_json::to_string(&QUERIES.map(|(_, sql)| sql))?;
+    let output = std::process::Command::new("python3")
+        .args(["-c", DUCKDB_SCRIPT])
+        .arg(table)
+        .arg(runs.to_string())
+        .arg(queries)
+        .output()
+        .context("python3 is needed to run DuckDB")?;
+    if !output.status.success() {
+        bail!(
+            "pip install duckdb to compare ({})",
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        );
+    }
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let seconds = result["seconds"]
+        .as_array()
+        .context("DuckDB script output")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    Ok((result["version"].as_str().unwrap_or("?").to_owned(), seconds))
+}
