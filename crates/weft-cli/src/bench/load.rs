@@ -80,8 +80,10 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
 
     // the input: simulated tracker requests in the raw log, as the collector stores them
     let progress = ProgressBar::new(args.events as u64).with_style(
-        ProgressStyle::with_template("writing simulated events to the raw log {bar:30} {pos}/{len}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "writing simulated events to the raw log {bar:30} {pos}/{len}",
+        )
+        .expect("valid template"),
     );
     let mut written = 0;
     let mut seed = 1;
@@ -108,7 +110,8 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
         resolver = resolver.with_schema(uri, schema)?;
     }
     let lake = Lake::new(scratch.path());
-    let loader = Loader::new(log.clone(), Arc::new(resolver), lake.clone()).with_batch_records(config.loader.batch_records);
+    let loader = Loader::new(log.clone(), Arc::new(resolver), lake.clone())
+        .with_batch_records(config.loader.batch_records);
     let started = Instant::now();
     let report = loader.load().await?;
     let load_time = started.elapsed();
@@ -137,16 +140,24 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
         ours.push(times[times.len() / 2]);
     }
     let duckdb = duckdb_times(&lake.table_path("atomic", "events"), args.runs);
-    println!("  {:<22} {:>14} {:>14}", "query (median)", "weft (ms)", "DuckDB (ms)");
+    println!(
+        "  {:<22} {:>14} {:>14}",
+        "query (median)", "weft (ms)", "DuckDB (ms)"
+    );
     for (index, (name, _)) in QUERIES.iter().enumerate() {
         let theirs = match &duckdb {
             Ok((_, seconds)) => format!("{:.1}", seconds[index] * 1000.0),
             Err(_) => "-".to_owned(),
         };
-        println!("  {name:<22} {:>14.1} {theirs:>14}", ours[index].as_secs_f64() * 1000.0);
+        println!(
+            "  {name:<22} {:>14.1} {theirs:>14}",
+            ours[index].as_secs_f64() * 1000.0
+        );
     }
     match duckdb {
-        Ok((version, _)) => println!("  DuckDB {version} read the same Parquet files (read_parquet, hive partitions)"),
+        Ok((version, _)) => println!(
+            "  DuckDB {version} read the same Parquet files (read_parquet, hive partitions)"
+        ),
         Err(error) => println!("  DuckDB not measured: {error}"),
     }
     Ok(())
@@ -169,7 +180,10 @@ fn payload_of(request: &TrackerRequest) -> CollectorPayload {
         method: request.method.to_owned(),
         path,
         query,
-        body: request.body.as_ref().map(|b| Bytes::copy_from_slice(b.as_bytes())),
+        body: request
+            .body
+            .as_ref()
+            .map(|b| Bytes::copy_from_slice(b.as_bytes())),
         content_type: header("content-type"),
         headers: request
             .headers
@@ -201,7 +215,10 @@ fn duckdb_times(table: &Path, runs: usize) -> Result<(String, Vec<f64>)> {
     if !output.status.success() {
         bail!(
             "pip install duckdb to compare ({})",
-            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
     }
     let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
@@ -211,5 +228,8 @@ fn duckdb_times(table: &Path, runs: usize) -> Result<(String, Vec<f64>)> {
         .iter()
         .filter_map(serde_json::Value::as_f64)
         .collect();
-    Ok((result["version"].as_str().unwrap_or("?").to_owned(), seconds))
+    Ok((
+        result["version"].as_str().unwrap_or("?").to_owned(),
+        seconds,
+    ))
 }
