@@ -40,14 +40,8 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
 
 pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
     let dir = config.raw_log_dir();
-    let log = FileLog::open(
-        &dir,
-        FileLogOptions {
-            segment_bytes: config.raw_log.segment_bytes,
-            fsync: config.raw_log.fsync,
-        },
-    )
-    .with_context(|| format!("cannot open the raw log in {}", dir.display()))?;
+    let log = FileLog::open(&dir, FileLogOptions::from(&config.raw_log))
+        .with_context(|| format!("cannot open the raw log in {}", dir.display()))?;
     Ok(Arc::new(log))
 }
 

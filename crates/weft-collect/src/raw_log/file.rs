@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
+use weft_core::config::RawLogConfig;
 
 use super::{LogError, LogRecord, Offset, RawLog, Result, validate_consumer};
 use crate::payload::CollectorPayload;
@@ -45,9 +46,15 @@ pub struct FileLogOptions {
 
 impl Default for FileLogOptions {
     fn default() -> Self {
+        Self::from(&RawLogConfig::default())
+    }
+}
+
+impl From<&RawLogConfig> for FileLogOptions {
+    fn from(config: &RawLogConfig) -> Self {
         Self {
-            segment_bytes: 64 * 1024 * 1024,
-            fsync: true,
+            segment_bytes: config.segment_bytes,
+            fsync: config.fsync,
         }
     }
 }
