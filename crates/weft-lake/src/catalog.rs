@@ -66,7 +66,7 @@ impl Lake {
             }
             for table in std::fs::read_dir(schema.path())? {
                 let table = table?;
-                if table.path().join("_delta_log").is_dir() {
+                if has_commits(&table.path()) {
                     tables.push((
                         schema.file_name().to_string_lossy().into_owned(),
                         table.file_name().to_string_lossy().into_owned(),
@@ -77,4 +77,16 @@ impl Lake {
         tables.sort();
         Ok(tables)
     }
+}
+
+/// Whether a table folder holds a committed Delta table (a crash during the
+/// first commit can leave an empty `_delta_log`, which is no table yet).
+fn has_commits(table: &Path) -> bool {
+    std::fs::read_dir(table.join("_delta_log")).is_ok_and(|entries| {
+        entries.filter_map(|entry| entry.ok()).any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") || name.ends_with(".checkpoint.parquet")
+        })
+    })
 }

@@ -272,3 +272,24 @@ async fn python_deltalake_and_spark_read_what_weft_wrote() {
     assert_eq!(result["spark"]["events_by_name"]["page_view"], 8);
     assert_eq!(result["spark"]["events_by_name"]["link_click"], 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_commit_cut_short_leaves_no_table_behind() {
+    let setup = Setup::new();
+    setup.append(&captures()[..3]).await;
+    // what a crash during the very first commit leaves: folders, no commit
+    std::fs::create_dir_all(
+        setup
+            .lake()
+            .table_path("atomic", "events")
+            .join("_delta_log"),
+    )
+    .unwrap();
+    assert!(setup.lake().tables().unwrap().is_empty());
+    let report = setup.loader().load().await.unwrap();
+    assert_eq!(report.records, 3);
+    assert_eq!(
+        setup.count("SELECT count(*) FROM atomic.events").await,
+        report.events as i64
+    );
+}
