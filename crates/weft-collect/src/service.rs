@@ -179,10 +179,6 @@ impl Collector {
         &self.metrics
     }
 
-    pub fn log(&self) -> &Arc<dyn RawLog> {
-        &self.log
-    }
-
     async fn handle(&self, endpoint: Endpoint, path: String, request: Request) -> Response {
         let method = request.method().clone();
         match (&method, endpoint) {
