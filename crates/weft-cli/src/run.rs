@@ -8,7 +8,7 @@ use weft_collect::FileLog;
 use weft_collect::raw_log::FileLogOptions;
 use weft_core::Config;
 use weft_enrich::Resolver;
-use weft_lake::{Lake, LoadReport, Loader};
+use weft_lake::{Lake, LoadReport, Loader, MaintenanceOptions, TableMaintenance, maintain};
 
 use crate::data_dir;
 
@@ -22,20 +22,44 @@ pub struct RunArgs {
 pub enum Stage {
     /// Raw log → atomic.events and atomic.bad_rows.
     Load,
+    /// Compact every table's small files and vacuum files no recent version needs.
+    Maintain,
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<()> {
     let _lock = data_dir::lock(&config.data_dir)?;
-    match args.stage {
-        None | Some(Stage::Load) => {
-            let log = open_log(&config)?;
-            let report = loader(&config, log, Resolver::from_config(&config))
-                .load()
-                .await?;
-            print_load(&report);
-        }
+    if matches!(args.stage, None | Some(Stage::Load)) {
+        let log = open_log(&config)?;
+        let report = loader(&config, log, Resolver::from_config(&config))
+            .load()
+            .await?;
+        print_load(&report);
+    }
+    if matches!(args.stage, None | Some(Stage::Maintain)) {
+        let lake = Lake::new(&config.data_dir);
+        let done = maintain(&lake, &maintenance_options(&config)).await?;
+        print_maintenance(&done);
     }
     Ok(())
+}
+
+pub fn maintenance_options(config: &Config) -> MaintenanceOptions {
+    MaintenanceOptions {
+        target_file_bytes: config
+            .maintenance
+            .target_file_mb
+            .saturating_mul(1024 * 1024),
+        vacuum_retention_hours: config.maintenance.vacuum_retention_hours,
+    }
+}
+
+fn print_maintenance(done: &[TableMaintenance]) {
+    for table in done {
+        println!(
+            "maintain {}: {} small files compacted into {}, {} unneeded files deleted",
+            table.table, table.files_compacted, table.files_written, table.files_deleted
+        );
+    }
 }
 
 pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
@@ -48,11 +72,17 @@ pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
 pub fn loader(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Loader {
     Loader::new(log, Arc::new(resolver), Lake::new(&config.data_dir))
         .with_batch_records(config.loader.batch_records)
+        .with_dedup_window_days(config.loader.dedup_window_days)
 }
 
 pub fn print_load(report: &LoadReport) {
     println!(
-        "load: {} raw log records → {} events, {} bad rows in {} commits (raw log offset {})",
-        report.records, report.events, report.bad_rows, report.commits, report.offset
+        "load: {} raw log records → {} events, {} bad rows, {} duplicates dropped in {} commits (raw log offset {})",
+        report.records,
+        report.events,
+        report.bad_rows,
+        report.duplicates,
+        report.commits,
+        report.offset
     );
 }

@@ -98,8 +98,13 @@ impl Pipeline {
     pub fn start(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Self {
         let loader = crate::run::loader(config, log, resolver);
         let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
+        let lake = weft_lake::Lake::new(&config.data_dir);
+        let maintenance = crate::run::maintenance_options(config);
+        let maintenance_every = (config.maintenance.interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.maintenance.interval_secs));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
+            let mut maintained = tokio::time::Instant::now();
             loop {
                 let stopping = tokio::select! {
                     _ = tokio::time::sleep(interval) => false,
@@ -111,6 +116,11 @@ impl Pipeline {
                 }
                 if stopping {
                     break;
+                }
+                // between loads, so compaction never races the loader's commits
+                if maintenance_every.is_some_and(|every| maintained.elapsed() >= every) {
+                    maintained = tokio::time::Instant::now();
+                    maintain(&lake, &maintenance).await;
                 }
             }
         });
@@ -143,4 +153,24 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Compacts and vacuums the lake, logging what it did; a failure waits for the next turn.
+async fn maintain(lake: &weft_lake::Lake, options: &weft_lake::MaintenanceOptions) {
+    match weft_lake::maintain(lake, options).await {
+        Ok(done) => {
+            for table in done {
+                tracing::info!(
+                    table = %table.table,
+                    compacted = table.files_compacted,
+                    written = table.files_written,
+                    deleted = table.files_deleted,
+                    "maintained"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "maintenance failed; retrying at the next interval");
+        }
+    }
 }

@@ -32,6 +32,7 @@ pub struct Config {
     pub raw_log: RawLogConfig,
     pub iglu: IgluConfig,
     pub loader: LoaderConfig,
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             raw_log: RawLogConfig::default(),
             iglu: IgluConfig::default(),
             loader: LoaderConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -138,6 +140,28 @@ impl Default for CookieConfig {
     }
 }
 
+/// Compaction and vacuum of the lake's tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// While `weft serve` runs, tables are compacted and vacuumed this often (0: never).
+    pub interval_secs: u64,
+    /// Compaction writes files up to this size.
+    pub target_file_mb: u64,
+    /// Vacuum deletes files that no table version of the last this many hours needs.
+    pub vacuum_retention_hours: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            target_file_mb: 128,
+            vacuum_retention_hours: 168,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedirectConfig {
@@ -186,6 +210,9 @@ pub struct LoaderConfig {
     pub batch_records: usize,
     /// While `weft serve` runs, new records are loaded at least this often.
     pub interval_secs: u64,
+    /// An event is dropped as a resend when the table has its id and fingerprint
+    /// among events dated up to this many days before the newest.
+    pub dedup_window_days: u32,
 }
 
 impl Default for LoaderConfig {
@@ -193,6 +220,7 @@ impl Default for LoaderConfig {
         Self {
             batch_records: 10_000,
             interval_secs: 5,
+            dedup_window_days: 3,
         }
     }
 }

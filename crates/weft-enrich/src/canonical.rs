@@ -12,6 +12,7 @@ use weft_collect::CollectorPayload;
 use weft_collect::protocol::RawEvent;
 use weft_core::Event;
 
+use crate::fingerprint::{DEFAULT_EXCLUDED, event_fingerprint};
 use crate::schema_key::SchemaKey;
 
 /// One field of an event that could not be read.
@@ -228,6 +229,7 @@ pub fn canonical_event(
         event.dvce_sent_tstamp,
         event.true_tstamp,
     ));
+    event.event_fingerprint = Some(event_fingerprint(&raw.params, &DEFAULT_EXCLUDED));
 
     if read.failures.is_empty() {
         Ok(event)

@@ -4,12 +4,14 @@
 
 pub mod bad_row;
 pub mod canonical;
+pub mod fingerprint;
 pub mod iglu;
 pub mod process;
 pub mod schema_key;
 
 pub use bad_row::{BadRow, FailureType};
 pub use canonical::{FieldFailure, canonical_event};
+pub use fingerprint::event_fingerprint;
 pub use iglu::{IgluError, Resolver};
 pub use process::{Processed, process_payload};
 pub use schema_key::SchemaKey;

@@ -142,6 +142,16 @@ fn day_of(ms: i64) -> i32 {
     i32::try_from(ms.div_euclid(MS_PER_DAY)).unwrap_or(i32::MAX)
 }
 
+/// The event's date (days since the epoch), its partition: when it happened
+/// as best known.
+pub fn event_day(event: &Event, load_tstamp: i64) -> i32 {
+    let when = event
+        .derived_tstamp
+        .or(event.collector_tstamp)
+        .unwrap_or(load_tstamp);
+    day_of(when)
+}
+
 /// The events as one record batch (the table's columns, in order).
 pub fn events_batch(events: &[Event], load_tstamp: i64) -> Result<RecordBatch> {
     let rows = events.len();
@@ -159,11 +169,7 @@ pub fn events_batch(events: &[Event], load_tstamp: i64) -> Result<RecordBatch> {
             index += 1;
         });
         load.append_value(load_tstamp.saturating_mul(1000));
-        let when = event
-            .derived_tstamp
-            .or(event.collector_tstamp)
-            .unwrap_or(load_tstamp);
-        dates.append_value(day_of(when));
+        dates.append_value(event_day(event, load_tstamp));
         for (column, value) in self_describing_columns(event) {
             self_describing
                 .entry(column)

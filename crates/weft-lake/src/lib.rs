@@ -4,11 +4,14 @@
 
 pub mod arrow_rows;
 pub mod catalog;
+pub mod dedup;
 pub mod loader;
+pub mod maintenance;
 pub mod sql;
 
 pub use catalog::Lake;
 pub use loader::{LoadReport, Loader};
+pub use maintenance::{MaintenanceOptions, TableMaintenance, maintain};
 
 /// Errors of the lake.
 #[derive(Debug, thiserror::Error)]

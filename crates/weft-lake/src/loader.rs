@@ -7,6 +7,9 @@
 //! during) commits neither drops nor repeats an event. Only once both tables
 //! have a batch does the loader commit its raw log offset, so the log keeps
 //! everything a table still needs.
+//!
+//! An event whose id and fingerprint the table already has is a resend and is
+//! counted, not loaded (see [`crate::dedup`]).
 
 use std::sync::Arc;
 
@@ -19,8 +22,11 @@ use tracing::info;
 use weft_collect::{Offset, RawLog};
 use weft_enrich::{Resolver, process_payload};
 
-use crate::arrow_rows::{BAD_ROW_PARTITION, EVENT_PARTITION, bad_rows_batch, events_batch};
+use crate::arrow_rows::{
+    BAD_ROW_PARTITION, EVENT_PARTITION, bad_rows_batch, event_day, events_batch,
+};
 use crate::catalog::Lake;
+use crate::dedup::{Seen, key_of};
 use crate::{LakeError, Result};
 
 /// The application id of the loader's Delta transactions, and its raw log consumer name.
@@ -32,6 +38,8 @@ pub struct LoadReport {
     pub records: u64,
     pub events: usize,
     pub bad_rows: usize,
+    /// Events not loaded because the table already had them (same id and fingerprint).
+    pub duplicates: usize,
     pub commits: usize,
     /// The raw log offset both tables have reached.
     pub offset: Offset,
@@ -42,6 +50,10 @@ pub struct Loader {
     resolver: Arc<Resolver>,
     lake: Lake,
     batch_records: usize,
+    dedup_window_days: u32,
+    /// The keys of loaded events; `None` until read from the table, and again
+    /// after a failed load, whose commits may or may not have landed.
+    seen: tokio::sync::Mutex<Option<Seen>>,
 }
 
 impl Loader {
@@ -51,7 +63,15 @@ impl Loader {
             resolver,
             lake,
             batch_records: 10_000,
+            dedup_window_days: 3,
+            seen: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// How many days of event dates, back from the newest, deduplication looks at.
+    pub fn with_dedup_window_days(mut self, days: u32) -> Self {
+        self.dedup_window_days = days;
+        self
     }
 
     /// Raw log records per micro-batch (each makes at most one commit per table).
@@ -62,7 +82,18 @@ impl Loader {
 
     /// Loads everything in the raw log that the tables do not have yet.
     pub async fn load(&self) -> Result<LoadReport> {
-        let mut events_table = self.lake.table("atomic", "events").await?;
+        let mut slot = self.seen.lock().await;
+        let events_table = self.lake.table("atomic", "events").await?;
+        let mut seen = match slot.take() {
+            Some(seen) => seen,
+            None => Seen::from_table(&events_table, self.dedup_window_days).await?,
+        };
+        let report = self.load_from(events_table, &mut seen).await?;
+        *slot = Some(seen);
+        Ok(report)
+    }
+
+    async fn load_from(&self, mut events_table: DeltaTable, seen: &mut Seen) -> Result<LoadReport> {
         let mut bad_rows_table = self.lake.table("atomic", "bad_rows").await?;
         let mut report = LoadReport::default();
         if self.log.committed(LOADER_APP_ID)?.is_none() {
@@ -80,10 +111,17 @@ impl Loader {
             let etl_tstamp = now_ms();
             let mut events = Vec::new();
             let mut bad_rows = Vec::new();
+            let mut duplicates = 0;
             for record in &records {
                 let processed = process_payload(&record.payload, &self.resolver, etl_tstamp);
                 if record.offset >= events_next {
-                    events.extend(processed.events);
+                    for event in processed.events {
+                        let day = event_day(&event, etl_tstamp);
+                        match key_of(&event) {
+                            Some(key) if !seen.insert(key, day) => duplicates += 1,
+                            _ => events.push(event),
+                        }
+                    }
                 }
                 if record.offset >= bad_rows_next {
                     bad_rows.extend(processed.bad_rows);
@@ -92,6 +130,7 @@ impl Loader {
             report.records += end - start;
             if events_next < end {
                 report.events += events.len();
+                report.duplicates += duplicates;
                 let batch = events_batch(&events, etl_tstamp)?;
                 events_table =
                     append(events_table, batch, EVENT_PARTITION, end, "atomic.events").await?;
@@ -111,10 +150,12 @@ impl Loader {
                 report.commits += 1;
             }
             self.log.commit(LOADER_APP_ID, end)?;
+            seen.prune();
             report.offset = end;
             info!(
                 records = end - start,
                 events = events.len(),
+                duplicates,
                 bad_rows = bad_rows.len(),
                 offset = end,
                 "loaded a batch"

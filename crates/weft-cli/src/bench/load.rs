@@ -111,7 +111,8 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
     }
     let lake = Lake::new(scratch.path());
     let loader = Loader::new(log.clone(), Arc::new(resolver), lake.clone())
-        .with_batch_records(config.loader.batch_records);
+        .with_batch_records(config.loader.batch_records)
+        .with_dedup_window_days(config.loader.dedup_window_days);
     let started = Instant::now();
     let report = loader.load().await?;
     let load_time = started.elapsed();
