@@ -117,9 +117,10 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         end_offset - first_offset,
     );
     println!(
-        "  loaded      {} events and {} bad rows into atomic.events / atomic.bad_rows in {:.2} s ({} Delta commits)",
+        "  loaded      {} events and {} bad rows into atomic.events / atomic.bad_rows ({} resends dropped) in {:.2} s ({} Delta commits)",
         report.events,
         report.bad_rows,
+        report.duplicates,
         load_time.as_secs_f64(),
         report.commits
     );
