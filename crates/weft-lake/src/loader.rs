@@ -14,19 +14,20 @@
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{BooleanArray, RecordBatch};
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use tracing::info;
-use weft_collect::{Offset, RawLog};
-use weft_enrich::{Resolver, process_payload};
+use weft_collect::{LogRecord, Offset, RawLog};
+use weft_enrich::{Processed, Resolver, process_payload};
 
 use crate::arrow_rows::{
     BAD_ROW_PARTITION, EVENT_PARTITION, bad_rows_batch, event_day, events_batch,
 };
 use crate::catalog::Lake;
-use crate::dedup::{Seen, key_of};
+use crate::dedup::{Key, Seen, key_of};
 use crate::{LakeError, Result};
 
 /// The application id of the loader's Delta transactions, and its raw log consumer name.
@@ -100,48 +101,49 @@ impl Loader {
             // known to the log from now on, so it keeps what the loader has not read
             self.log.commit(LOADER_APP_ID, 0)?;
         }
-        loop {
-            let events_next = table_offset(&events_table).await?;
-            let bad_rows_next = table_offset(&bad_rows_table).await?;
-            let start = events_next.min(bad_rows_next);
-            report.offset = start;
-            let records = self.log.read(start, self.batch_records)?;
-            let Some(last) = records.last() else { break };
-            let end = last.offset + 1;
-            let etl_tstamp = now_ms();
-            let mut events = Vec::new();
-            let mut bad_rows = Vec::new();
+        let mut events_next = table_offset(&events_table).await?;
+        let mut bad_rows_next = table_offset(&bad_rows_table).await?;
+        report.offset = events_next.min(bad_rows_next);
+        let mut next = Some(self.prepare(events_next, bad_rows_next));
+        while let Some(preparing) = next.take() {
+            let Some(batch) = preparing.await.map_err(std::io::Error::other)?? else {
+                break;
+            };
+            let end = batch.end;
+            // the next batch is parsed while this one is written
+            events_next = events_next.max(end);
+            bad_rows_next = bad_rows_next.max(end);
+            next = Some(self.prepare(events_next, bad_rows_next));
+
+            report.records += end - batch.start;
+            let mut loaded = 0;
             let mut duplicates = 0;
-            for record in &records {
-                let processed = process_payload(&record.payload, &self.resolver, etl_tstamp);
-                if record.offset >= events_next {
-                    for event in processed.events {
-                        let day = event_day(&event, etl_tstamp);
-                        match key_of(&event) {
-                            Some(key) if !seen.insert(key, day) => duplicates += 1,
-                            _ => events.push(event),
-                        }
-                    }
-                }
-                if record.offset >= bad_rows_next {
-                    bad_rows.extend(processed.bad_rows);
-                }
-            }
-            report.records += end - start;
-            if events_next < end {
-                report.events += events.len();
+            if let Some(events) = batch.events {
+                // in log order, so the first of two copies is the one kept
+                let keep: BooleanArray = events
+                    .keys
+                    .iter()
+                    .map(|key| Some(key.is_none_or(|(key, day)| seen.insert(key, day))))
+                    .collect();
+                duplicates = keep.false_count();
+                let rows = if duplicates == 0 {
+                    events.rows
+                } else {
+                    filter_record_batch(&events.rows, &keep)?
+                };
+                loaded = rows.num_rows();
+                report.events += loaded;
                 report.duplicates += duplicates;
-                let batch = events_batch(&events, etl_tstamp)?;
                 events_table =
-                    append(events_table, batch, EVENT_PARTITION, end, "atomic.events").await?;
+                    append(events_table, rows, EVENT_PARTITION, end, "atomic.events").await?;
                 report.commits += 1;
             }
-            if bad_rows_next < end {
-                report.bad_rows += bad_rows.len();
-                let batch = bad_rows_batch(&bad_rows)?;
+            let bad_rows = batch.bad_rows.as_ref().map_or(0, RecordBatch::num_rows);
+            if let Some(rows) = batch.bad_rows {
+                report.bad_rows += bad_rows;
                 bad_rows_table = append(
                     bad_rows_table,
-                    batch,
+                    rows,
                     BAD_ROW_PARTITION,
                     end,
                     "atomic.bad_rows",
@@ -153,16 +155,114 @@ impl Loader {
             seen.prune();
             report.offset = end;
             info!(
-                records = end - start,
-                events = events.len(),
+                records = end - batch.start,
+                events = loaded,
                 duplicates,
-                bad_rows = bad_rows.len(),
+                bad_rows,
                 offset = end,
                 "loaded a batch"
             );
         }
         Ok(report)
     }
+
+    /// Reads and parses the next batch on blocking threads: what each table
+    /// still needs from the lower of the two offsets on.
+    fn prepare(
+        &self,
+        events_next: Offset,
+        bad_rows_next: Offset,
+    ) -> tokio::task::JoinHandle<Result<Option<Prepared>>> {
+        let log = Arc::clone(&self.log);
+        let resolver = Arc::clone(&self.resolver);
+        let batch_records = self.batch_records;
+        tokio::task::spawn_blocking(move || {
+            let start = events_next.min(bad_rows_next);
+            let records = log.read(start, batch_records)?;
+            let Some(last) = records.last() else {
+                return Ok(None);
+            };
+            let end = last.offset + 1;
+            let etl_tstamp = now_ms();
+            let processed = process_in_parallel(&records, &resolver, etl_tstamp);
+            let mut events = Vec::new();
+            let mut bad_rows = Vec::new();
+            for (record, processed) in records.iter().zip(processed) {
+                if record.offset >= events_next {
+                    events.extend(processed.events);
+                }
+                if record.offset >= bad_rows_next {
+                    bad_rows.extend(processed.bad_rows);
+                }
+            }
+            let events = (events_next < end)
+                .then(|| -> Result<PreparedEvents> {
+                    let keys = events
+                        .iter()
+                        .map(|event| key_of(event).map(|key| (key, event_day(event, etl_tstamp))))
+                        .collect();
+                    Ok(PreparedEvents {
+                        rows: events_batch(&events, etl_tstamp)?,
+                        keys,
+                    })
+                })
+                .transpose()?;
+            let bad_rows = (bad_rows_next < end)
+                .then(|| bad_rows_batch(&bad_rows))
+                .transpose()?;
+            Ok(Some(Prepared {
+                start,
+                end,
+                events,
+                bad_rows,
+            }))
+        })
+    }
+}
+
+/// A batch of the raw log, parsed and in Arrow form, ready to append.
+struct Prepared {
+    start: Offset,
+    end: Offset,
+    /// `None` when the events table already has the whole batch.
+    events: Option<PreparedEvents>,
+    bad_rows: Option<RecordBatch>,
+}
+
+struct PreparedEvents {
+    rows: RecordBatch,
+    /// Each row's dedup key and event date.
+    keys: Vec<Option<(Key, i32)>>,
+}
+
+/// `process_payload` over the records, split across the machine's cores, in order.
+fn process_in_parallel(
+    records: &[LogRecord],
+    resolver: &Resolver,
+    etl_tstamp: i64,
+) -> Vec<Processed> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|record| process_payload(&record.payload, resolver, etl_tstamp))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The raw log offset a table has everything below.
