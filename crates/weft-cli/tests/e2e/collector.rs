@@ -225,6 +225,18 @@ fn quickstart_sends_traffic_and_reports_it() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 raw log records"));
+
+    // compaction and vacuum leave every row where it was
+    let output = weft()
+        .args(["run", "maintain", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("maintain atomic.events: "), "{stdout}");
+    assert!(stdout.contains("maintain atomic.bad_rows: "), "{stdout}");
+    assert_eq!(count("csv"), format!("n\n{events}\n"));
 }
 
 #[test]
