@@ -12,7 +12,9 @@ use crate::{LakeError, Result};
 
 /// A DataFusion session with every table of the lake registered.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
-    let context = SessionContext::new();
+    let mut context = SessionContext::new();
+    // json_get, json_get_str, json_length, `->`, … over the JSON text columns
+    datafusion_functions_json::register_all(&mut context)?;
     let catalog = context
         .catalog("datafusion")
         .expect("the default catalog exists");

@@ -139,6 +139,19 @@ async fn captured_traffic_lands_once_and_sql_reads_it() {
         skus.iter().all(|s| s.contains("\"sku\":\"SKU-001\"")),
         "{skus:?}"
     );
+    // and JSON functions read fields out of it
+    let sku = sql::query(
+        &setup.lake(),
+        "SELECT json_get_str(contexts_com_acme_product_entity_1, 0, 'sku') FROM atomic.events \
+         WHERE event_name = 'page_view' AND v_tracker = 'py-1.1.0'",
+    )
+    .await
+    .unwrap();
+    let sku = strings(&sku, 0);
+    assert!(
+        !sku.is_empty() && sku.iter().all(|s| s == "SKU-001"),
+        "{sku:?}"
+    );
     let targets = setup
         .count("SELECT count(*) FROM atomic.events WHERE unstruct_event_com_snowplowanalytics_snowplow_link_click_1 LIKE '%targetUrl%'")
         .await;
