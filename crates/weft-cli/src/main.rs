@@ -5,6 +5,7 @@ mod data_dir;
 mod quickstart;
 mod run;
 mod serve;
+mod simulate;
 mod sql;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Run pending pipeline stages once (or just STAGE) and exit.
     Run(run::RunArgs),
+    /// Simulate a shop: tracker traffic (sent to a collector or written as a
+    /// backfill), customer records and the ground truth behind them.
+    Simulate(simulate::SimulateArgs),
     /// Run SQL over every table (schema.table), printed as a table, CSV or JSON.
     Sql(sql::SqlArgs),
     /// Measure weft against the ceiling of this machine.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config, args).await,
             Command::Quickstart(args) => quickstart::run(config, args).await,
             Command::Run(args) => run::run(config, args).await,
+            Command::Simulate(args) => simulate::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::Bench(command) => bench::run(config, command).await,
         }

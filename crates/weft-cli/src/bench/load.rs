@@ -9,14 +9,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use weft_collect::payload::Bytes;
 use weft_collect::raw_log::FileLogOptions;
-use weft_collect::{CollectorPayload, FileLog, Header, RawLog};
+use weft_collect::{FileLog, RawLog};
 use weft_core::Config;
 use weft_enrich::Resolver;
 use weft_lake::sql::session;
 use weft_lake::{Lake, Loader};
-use weft_sim::{TrackerRequest, TrafficOptions, traffic};
+use weft_sim::out::BACKFILL_HOST;
+use weft_sim::{Person, SimOptions};
 
 #[derive(Args)]
 pub struct LoadArgs {
@@ -86,22 +86,17 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
         .expect("valid template"),
     );
     let mut written = 0;
-    let mut seed = 1;
+    let options = SimOptions::default();
+    let collector = format!("weft-{}", weft_core::VERSION);
+    let mut index = 0;
     while written < args.events {
-        let requests = traffic(&TrafficOptions {
-            visitors: 500,
-            seed,
-            ..TrafficOptions::default()
-        });
-        seed += 1;
-        for request in &requests {
-            log.append(&payload_of(request)).await?;
+        for request in Person::generate(&options, index).run.requests {
+            log.append(&request.to_payload(BACKFILL_HOST, &collector))
+                .await?;
             written += request.events;
-            progress.set_position(written.min(args.events) as u64);
-            if written >= args.events {
-                break;
-            }
         }
+        progress.set_position(written.min(args.events) as u64);
+        index += 1;
     }
     progress.finish_and_clear();
 
@@ -164,46 +159,6 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
         Err(error) => println!("  DuckDB not measured: {error}"),
     }
     Ok(())
-}
-
-fn payload_of(request: &TrackerRequest) -> CollectorPayload {
-    let (path, query) = match request.path.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (request.path.clone(), None),
-    };
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    };
-    CollectorPayload {
-        received_at_ms: 1_795_000_000_000,
-        method: request.method.to_owned(),
-        path,
-        query,
-        body: request
-            .body
-            .as_ref()
-            .map(|b| Bytes::copy_from_slice(b.as_bytes())),
-        content_type: header("content-type"),
-        headers: request
-            .headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: (*name).to_owned(),
-                value: value.as_bytes().to_vec(),
-            })
-            .collect(),
-        ip: Some("203.0.113.9".to_owned()),
-        user_agent: header("user-agent"),
-        referer: None,
-        hostname: Some("collector.example.com".to_owned()),
-        network_user_id: Some("00000000-0000-4000-8000-000000000000".to_owned()),
-        collector: format!("weft-{}", weft_core::VERSION),
-        size_violation: None,
-    }
 }
 
 fn duckdb_times(table: &Path, runs: usize) -> Result<(String, Vec<f64>)> {

@@ -185,9 +185,18 @@ fn quickstart_sends_traffic_and_reports_it() {
         .unwrap();
     assert!(requests > 50, "{stdout}");
     assert!(
-        stdout.contains(&format!("accepted    {requests} with 200")),
+        sent_line.contains(&format!("{requests} accepted, 0 retried, 0 failed")),
         "{stdout}"
     );
+    assert!(stdout.contains("people      20 "), "{stdout}");
+    for file in [
+        "truth/people.csv",
+        "truth/identifiers.csv",
+        "records/crm.csv",
+        "iglu/com.acme/checkout/jsonschema/1-0-0",
+    ] {
+        assert!(data.path().join(file).is_file(), "{file}");
+    }
     let events: usize = sent_line
         .split("carrying ")
         .nth(1)

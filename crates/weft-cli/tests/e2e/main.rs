@@ -3,6 +3,7 @@
 mod collector;
 mod crash;
 mod loader_crash;
+mod simulate;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

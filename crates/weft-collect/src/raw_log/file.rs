@@ -99,26 +99,13 @@ impl FileLog {
     /// Opens (or creates) the log in `dir`, cutting a torn tail if the last run crashed.
     pub fn open(dir: impl Into<PathBuf>, options: FileLogOptions) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(dir.join("consumers")).map_err(io_at(&dir))?;
-        let mut segments = list_segments(&dir)?;
-        if segments.is_empty() {
-            let path = segment_path(&dir, 0);
-            File::create(&path).map_err(io_at(&path))?;
-            sync_dir(&dir)?;
-            segments.insert(0, path);
-        }
-        let (&base, last_path) = segments.last_key_value().expect("at least one segment");
-        let last_path = last_path.clone();
-        let scan = scan_segment(&last_path, base)?;
-        if scan.file_len > scan.valid_len {
-            cut_torn_tail(&last_path, &scan)?;
-        }
-        let next = base + scan.records;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&last_path)
-            .map_err(io_at(&last_path))?;
-
+        let Tail {
+            segments,
+            base,
+            len,
+            next,
+            file,
+        } = open_tail(&dir)?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             durable_end: AtomicU64::new(next),
@@ -131,7 +118,7 @@ impl FileLog {
             shared: Arc::clone(&shared),
             file: Arc::new(file),
             base,
-            len: scan.valid_len,
+            len,
             next,
             options,
         };
@@ -359,6 +346,97 @@ impl RawLog for FileLog {
     }
 }
 
+/// The open end of a log folder: its segments and the last one ready to append to.
+struct Tail {
+    segments: BTreeMap<Offset, PathBuf>,
+    base: Offset,
+    len: u64,
+    next: Offset,
+    file: File,
+}
+
+fn open_tail(dir: &Path) -> Result<Tail> {
+    fs::create_dir_all(dir.join("consumers")).map_err(io_at(dir))?;
+    let mut segments = list_segments(dir)?;
+    if segments.is_empty() {
+        let path = segment_path(dir, 0);
+        File::create(&path).map_err(io_at(&path))?;
+        sync_dir(dir)?;
+        segments.insert(0, path);
+    }
+    let (&base, last_path) = segments.last_key_value().expect("at least one segment");
+    let last_path = last_path.clone();
+    let scan = scan_segment(&last_path, base)?;
+    if scan.file_len > scan.valid_len {
+        cut_torn_tail(&last_path, &scan)?;
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&last_path)
+        .map_err(io_at(&last_path))?;
+    Ok(Tail {
+        segments,
+        base,
+        len: scan.valid_len,
+        next: base + scan.records,
+        file,
+    })
+}
+
+/// Appends to a log folder from one thread, without a runtime: for offline
+/// writers such as a simulated backfill, which must hold the data directory
+/// alone. Frames are encoded by the caller ([`encode_frame`], on any thread)
+/// and written in large batches, each synced before `append` returns.
+pub struct BulkWriter {
+    writer: Writer,
+}
+
+impl BulkWriter {
+    pub fn open(dir: impl Into<PathBuf>, options: FileLogOptions) -> Result<Self> {
+        let dir = dir.into();
+        let Tail {
+            segments,
+            base,
+            len,
+            next,
+            file,
+        } = open_tail(&dir)?;
+        let shared = Arc::new(Shared {
+            dir,
+            durable_end: AtomicU64::new(next),
+            segments: Mutex::new(segments),
+            cursor: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            stats: WriterStats::default(),
+        });
+        Ok(Self {
+            writer: Writer {
+                shared,
+                file: Arc::new(file),
+                base,
+                len,
+                next,
+                options,
+            },
+        })
+    }
+
+    /// Writes the frames in order and syncs them; returns the offset after the last.
+    pub fn append(&mut self, frames: &[Vec<u8>]) -> Result<Offset> {
+        self.writer.write_batch(frames)?;
+        Ok(self.writer.next)
+    }
+
+    /// The offset the next record gets.
+    pub fn end_offset(&self) -> Offset {
+        self.writer.next
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.shared.stats.bytes.load(Ordering::Relaxed)
+    }
+}
+
 /// The write stage: owns the open segment.
 struct Writer {
     shared: Arc<Shared>,
@@ -522,7 +600,7 @@ fn poison_all(requests: impl Iterator<Item = AppendRequest>) {
 }
 
 /// The payload encoded straight after room for the frame header, which is filled in last.
-fn encode_frame(payload: &CollectorPayload) -> Vec<u8> {
+pub fn encode_frame(payload: &CollectorPayload) -> Vec<u8> {
     let mut frame =
         Vec::with_capacity(FRAME_HEADER_BYTES + 512 + payload.body.as_ref().map_or(0, |b| b.len()));
     frame.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);

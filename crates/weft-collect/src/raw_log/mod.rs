@@ -8,7 +8,7 @@
 
 mod file;
 
-pub use file::{FileLog, FileLogOptions, WriterStats};
+pub use file::{BulkWriter, FileLog, FileLogOptions, WriterStats, encode_frame};
 
 #[cfg(test)]
 mod tests;

@@ -243,3 +243,45 @@ async fn fsync_off_still_appends() {
     f.write_all(b"not a number").unwrap();
     assert!(log.committed("x").is_err());
 }
+
+#[tokio::test]
+async fn bulk_writes_are_read_by_the_log_and_appended_after() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut writer = BulkWriter::open(
+            dir.path(),
+            FileLogOptions {
+                segment_bytes: 600,
+                fsync: true,
+            },
+        )
+        .unwrap();
+        let frames: Vec<Vec<u8>> = (0..20u8)
+            .map(|i| encode_frame(&sample_payload(&[i; 40])))
+            .collect();
+        assert_eq!(writer.append(&frames[..5]).unwrap(), 5);
+        assert_eq!(writer.append(&frames[5..]).unwrap(), 20);
+    }
+    assert!(segment_files(dir.path()).len() > 1, "rolled segments");
+    // a bulk writer on an existing log appends after what is there
+    {
+        let mut writer = BulkWriter::open(
+            dir.path(),
+            FileLogOptions {
+                segment_bytes: 600,
+                fsync: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(writer.end_offset(), 20);
+        writer
+            .append(&[encode_frame(&sample_payload(b"last"))])
+            .unwrap();
+    }
+    let log = open(dir.path(), 600);
+    assert_eq!(log.end_offset(), 21);
+    let records = log.read(0, 100).unwrap();
+    assert_eq!(records.len(), 21);
+    assert_eq!(body_of(&records[3]), vec![3u8; 40]);
+    assert_eq!(body_of(&records[20]), b"last".to_vec());
+}

@@ -1,0 +1,235 @@
+//! `weft simulate` from the command line: a backfill the loader ingests, the
+//! same traffic over HTTP to a running weft, reproducible bytes, and clear
+//! errors for bad arguments.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::{Server, sql, weft};
+
+fn simulate(args: &[&str], out: &Path) -> String {
+    let output = weft()
+        .arg("simulate")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The number after `label` on the line that starts with it.
+fn figure(stdout: &str, line: &str, after: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(line))
+        .unwrap_or_else(|| panic!("no {line} line: {stdout}"));
+    line.split(after)
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn truth_ids(dir: &Path, kind: &str) -> HashSet<String> {
+    let text = std::fs::read_to_string(dir.join("truth/identifiers.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut parts = line.split(',');
+            (parts.next() == Some(kind)).then(|| parts.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn column(dir: &Path, query: &str) -> Vec<String> {
+    sql(dir, query, "csv")
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_backfill_loads_whole_and_is_reproducible() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--visitors", "120", "--seed", "7", "--end", "2026-10-01"];
+    let stdout = simulate(&args, a.path());
+    simulate(&args, b.path());
+    let events: u64 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("people"))
+        .and_then(|l| l.split("), ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(events > 1_000, "{stdout}");
+    for file in [
+        "truth/people.csv",
+        "truth/records.csv",
+        "records/orders.csv",
+        "raw/00000000000000000000.log",
+    ] {
+        assert_eq!(
+            std::fs::read(a.path().join(file)).unwrap(),
+            std::fs::read(b.path().join(file)).unwrap(),
+            "{file} differs for the same seed"
+        );
+    }
+
+    let output = weft()
+        .args(["run", "load", "--data-dir"])
+        .arg(a.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        column(a.path(), "SELECT count(*) FROM atomic.events"),
+        [events.to_string()]
+    );
+    assert_eq!(
+        column(a.path(), "SELECT count(*) FROM atomic.bad_rows"),
+        ["0"]
+    );
+    // historical collector times: the backfill lands in the simulated period
+    let days = column(
+        a.path(),
+        "SELECT DISTINCT CAST(collector_tstamp AS DATE) FROM atomic.events ORDER BY 1",
+    );
+    assert!(
+        days.len() > 30 && days.last().unwrap().as_str() <= "2026-10-01",
+        "{days:?}"
+    );
+    // every cookie in the lake is in the truth
+    let cookies = truth_ids(a.path(), "domain_userid");
+    for duid in column(a.path(), "SELECT DISTINCT domain_userid FROM atomic.events") {
+        assert!(cookies.contains(&duid), "{duid} not in the truth");
+    }
+}
+
+#[test]
+fn traffic_sent_to_a_running_weft_arrives_with_client_addresses() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[
+            ("WEFT_COLLECTOR__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+            ("WEFT_LOADER__INTERVAL_SECS", "3600"),
+        ],
+    );
+    let url = format!("http://{}", server.addr);
+    let stdout = simulate(
+        &[
+            "--collector",
+            &url,
+            "--visitors",
+            "60",
+            "--concurrency",
+            "4",
+        ],
+        data.path(),
+    );
+    let sent = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sent"))
+        .unwrap();
+    let requests: u64 = sent.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        sent.contains(&format!("{requests} accepted, 0 retried, 0 failed")),
+        "{stdout}"
+    );
+    let events = figure(&stdout, "sent", "carrying ");
+    drop(server);
+
+    let output = weft()
+        .args(["run", "load", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        column(data.path(), "SELECT count(*) FROM atomic.events"),
+        [events.to_string()]
+    );
+    assert_eq!(
+        column(data.path(), "SELECT count(*) FROM atomic.bad_rows"),
+        ["0"]
+    );
+    // the forwarded client addresses, not the loopback the requests came from
+    let addresses = column(
+        data.path(),
+        "SELECT DISTINCT user_ipaddress FROM atomic.events",
+    );
+    assert!(
+        addresses.len() > 20 && !addresses.iter().any(|a| a.starts_with("127.")),
+        "{addresses:?}"
+    );
+    // the collector cookie the simulated browsers hold is the network user id
+    // (records, truth and the shop's schemas went to the data directory, beside the lake)
+    let nuids = truth_ids(data.path(), "network_userid");
+    for nuid in column(
+        data.path(),
+        "SELECT DISTINCT network_userid FROM atomic.events",
+    ) {
+        assert!(nuids.contains(&nuid), "{nuid}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let out = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["--visitors", "0"], "visitors"),
+        (vec!["--end", "yesterday"], "YYYY-MM-DD"),
+        (
+            vec!["--days", "10", "--prediction-days", "10"],
+            "prediction days",
+        ),
+        (vec!["--site", "shop.example.com"], "origin"),
+        (vec!["--collector", "ftp://example.com"], "http://"),
+    ] {
+        let output = weft()
+            .arg("simulate")
+            .args(&args)
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // nothing listening: one clear error, not minutes of retries
+    let output = weft()
+        .args([
+            "simulate",
+            "--collector",
+            "http://127.0.0.1:9",
+            "--visitors",
+            "5",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the collector"));
+}
