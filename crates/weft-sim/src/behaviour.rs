@@ -400,10 +400,10 @@ impl Run<'_> {
             && matches!(purpose, Purpose::Browse)
             && self.rng.random_bool(0.3)
         {
-            page = self.sign_up(&session, &mut at, page);
+            page = self.sign_up(&session, &mut at, &page);
         } else if registered && self.devices[device].user_id.is_none() && self.rng.random_bool(0.2)
         {
-            page = self.login(&session, &mut at, page);
+            page = self.login(&session, &mut at, &page);
         }
         if self.traits.newsletter && self.newsletter_at.is_none() && self.rng.random_bool(0.3) {
             self.newsletter_signup(&session, &mut at, &page);
@@ -442,11 +442,20 @@ impl Run<'_> {
                 page = self.page(&session, &mut at, Landing::Cart, Some(referer));
                 let referer = page.url.clone();
                 page = self.page(&session, &mut at, Landing::Checkout, Some(referer));
-                if self.registered_at.is_none_or(|t| t > at) {
-                    page = self.sign_up(&session, &mut at, page);
+                // guests sign up and customers sign in, then come back to pay
+                let signed_in = if self.registered_at.is_none_or(|t| t > at) {
+                    Some(self.sign_up(&session, &mut at, &page))
                 } else if self.devices[device].user_id.is_none() {
-                    page = self.login(&session, &mut at, page);
-                }
+                    Some(self.login(&session, &mut at, &page))
+                } else {
+                    None
+                };
+                page = match signed_in {
+                    Some(previous) => {
+                        self.page(&session, &mut at, Landing::Checkout, Some(previous.url))
+                    }
+                    None => page,
+                };
                 self.purchase(&session, &mut at, &page, &items);
                 let referer = page.url.clone();
                 self.page(&session, &mut at, Landing::Confirmation, Some(referer));
@@ -670,7 +679,7 @@ impl Run<'_> {
         out
     }
 
-    fn login(&mut self, session: &Session, at: &mut i64, page: Page) -> Page {
+    fn login(&mut self, session: &Session, at: &mut i64, page: &Page) -> Page {
         let referer = page.url.clone();
         let page = self.page(session, at, Landing::Login, Some(referer));
         self.devices[session.device].user_id = Some(self.identity.user_id.clone());
@@ -683,7 +692,7 @@ impl Run<'_> {
         page
     }
 
-    fn sign_up(&mut self, session: &Session, at: &mut i64, page: Page) -> Page {
+    fn sign_up(&mut self, session: &Session, at: &mut i64, page: &Page) -> Page {
         let referer = page.url.clone();
         let page = self.page(session, at, Landing::Register, Some(referer));
         self.registered_at = Some(*at);
