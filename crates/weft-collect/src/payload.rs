@@ -68,25 +68,46 @@ pub enum PayloadDecodeError {
 
 impl CollectorPayload {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.as_ref().map_or(0, Bytes::len));
+        let mut out = Vec::with_capacity(self.encoded_size_hint());
         self.encode_into(&mut out);
         out
     }
 
+    /// Enough room for the encoded payload, so encoding does not reallocate.
+    pub fn encoded_size_hint(&self) -> usize {
+        let plain = 512
+            + self.body.as_ref().map_or(0, Bytes::len)
+            + self.query.as_ref().map_or(0, String::len)
+            + self
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len() + 4)
+                .sum::<usize>();
+        plain + plain / 64 + 32
+    }
+
     /// Appends the encoded payload to `out`: format byte, uncompressed length, LZ4 block.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        // serialising plain owned data into a Vec cannot fail
-        let plain = postcard::to_stdvec(self).expect("payload serialises");
-        out.push(FORMAT_POSTCARD_LZ4);
-        out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
-        let start = out.len();
-        out.resize(
-            start + lz4_flex::block::get_maximum_output_size(plain.len()),
-            0,
-        );
-        let written = lz4_flex::block::compress_into(&plain, &mut out[start..])
-            .expect("output sized for the worst case");
-        out.truncate(start + written);
+        thread_local! {
+            // the uncompressed form is only a step: one buffer per thread, reused
+            static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        PLAIN.with_borrow_mut(|plain| {
+            plain.clear();
+            // serialising plain owned data into a Vec cannot fail
+            *plain = postcard::to_extend(self, std::mem::take(plain)).expect("payload serialises");
+        });
+        PLAIN.with_borrow(|plain| {
+            let bound = lz4_flex::block::get_maximum_output_size(plain.len());
+            out.reserve(1 + 8 + bound);
+            out.push(FORMAT_POSTCARD_LZ4);
+            out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
+            let start = out.len();
+            out.resize(start + bound, 0);
+            let written = lz4_flex::block::compress_into(plain, &mut out[start..])
+                .expect("output sized for the worst case");
+            out.truncate(start + written);
+        });
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadDecodeError> {

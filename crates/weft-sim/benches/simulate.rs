@@ -16,6 +16,10 @@ use weft_sim::SimOptions;
 use weft_sim::out::write_backfill;
 use weft_sim::send::simulate_to_collector;
 
+/// As in the `weft` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const VISITORS: u64 = 2_000;
 
 fn options() -> SimOptions {

@@ -7,6 +7,7 @@
 //! from it before the visits that show it are written.
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -21,6 +22,40 @@ use crate::tracker::{
     write_json_string,
 };
 use crate::{DAY_MS, SimOptions};
+
+/// The fixed text of the contexts every event carries, with plain quotes (for
+/// the app's base64) and with escaped quotes (for a browser's JSON string).
+struct ContextPieces {
+    web_page: String,
+    web_page_end: String,
+    product_sku: String,
+    product_name: String,
+    product_price: String,
+    product_category: String,
+    product_end: String,
+}
+
+static CONTEXT_PIECES: LazyLock<[ContextPieces; 2]> = LazyLock::new(|| {
+    let pieces = |q: &str| {
+        let quoted = |template: &str| template.replace('"', q);
+        ContextPieces {
+            web_page: quoted(&format!(
+                r#"{{"schema":"{CONTEXTS}","data":[{{"schema":"{}","data":{{"id":""#,
+                schemas::WEB_PAGE
+            )),
+            web_page_end: quoted(r#""}}"#),
+            product_sku: quoted(&format!(
+                r#",{{"schema":"{}","data":{{"sku":""#,
+                schemas::PRODUCT
+            )),
+            product_name: quoted(r#"","name":""#),
+            product_price: quoted(r#"","price":"#),
+            product_category: quoted(r#","category":""#),
+            product_end: quoted(r#""}}"#),
+        }
+    };
+    [pieces("\""), pieces("\\\"")]
+});
 
 /// Logit of buying in the prediction window, for average traits.
 const BASE_LOGIT: f64 = -4.1;
@@ -49,6 +84,7 @@ pub struct PersonTruth {
     pub devices: usize,
     pub visits: usize,
     pub events: usize,
+    pub requests: usize,
 }
 
 /// The outcome part of the truth: drawn from the traits alone.
@@ -143,6 +179,9 @@ fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
 /// A browser or app install as it changes over time: cookies can be cleared.
 struct DeviceState {
     device: Device,
+    /// `res` and `vp` as the tracker sends them.
+    screen: String,
+    viewport: String,
     duid: String,
     nuid: String,
     sessions: u32,
@@ -225,6 +264,8 @@ pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
         let (duid, nuid) = (uuid(&mut rng), uuid(&mut rng));
         cookies.push((duid.clone(), nuid.clone()));
         devices.push(DeviceState {
+            screen: format!("{}x{}", device.screen.0, device.screen.1),
+            viewport: format!("{}x{}", device.viewport.0, device.viewport.1),
             device,
             duid,
             nuid,
@@ -267,6 +308,7 @@ pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
         devices: device_count,
         visits: visit_count,
         events: run.events,
+        requests: run.requests.len(),
         traits: run.traits.clone(),
     };
     PersonRun {
@@ -285,9 +327,13 @@ pub fn person_id(index: u64) -> String {
 }
 
 fn uuid(rng: &mut StdRng) -> String {
+    random_uuid(rng).to_string()
+}
+
+fn random_uuid(rng: &mut StdRng) -> uuid::Uuid {
     // random bits with the version (4) and variant (RFC 9562) bits set
     let bits = rng.random::<u128>() & !(0xf << 76) & !(0b11 << 62) | (0x4 << 76) | (0b10 << 62);
-    uuid::Uuid::from_u128(bits).to_string()
+    uuid::Uuid::from_u128(bits)
 }
 
 impl Run<'_> {
@@ -666,24 +712,22 @@ impl Run<'_> {
         self.pending.push(event);
     }
 
-    fn user_context(&self) -> String {
-        let mut out = String::new();
+    /// The user entity, with `q` for its quotes (see [`Params::put_with`]).
+    fn user_context(&self, q: &str, out: &mut String) {
+        let user_id = &self.identity.user_id;
+        let email = &self.identity.email;
         let _ = write!(
             out,
-            "{{\"schema\":\"{}\",\"data\":{{\"user_id\":\"{}\",\"email\":",
-            schemas::USER,
-            self.identity.user_id
+            "{{{q}schema{q}:{q}{}{q},{q}data{q}:{{{q}user_id{q}:{q}{user_id}{q},{q}email{q}:{q}{email}{q}}}}}",
+            schemas::USER
         );
-        write_json_string(&self.identity.email, &mut out);
-        out.push_str("}}");
-        out
     }
 
     fn login(&mut self, session: &Session, at: &mut i64, page: &Page) -> Page {
         let referer = page.url.clone();
         let page = self.page(session, at, Landing::Login, Some(referer));
         self.devices[session.device].user_id = Some(self.identity.user_id.clone());
-        let mut event = self.event_with(session, "ue", *at, &page, Some(self.user_context()));
+        let mut event = self.event_with(session, "ue", *at, &page, true);
         put_unstruct(&mut event, schemas::LOGIN, |out| {
             out.push_str("{\"method\":\"password\"}")
         });
@@ -698,7 +742,7 @@ impl Run<'_> {
         self.registered_at = Some(*at);
         self.devices[session.device].user_id = Some(self.identity.user_id.clone());
         let consent = self.traits.consent_marketing;
-        let mut event = self.event_with(session, "ue", *at, &page, Some(self.user_context()));
+        let mut event = self.event_with(session, "ue", *at, &page, true);
         put_unstruct(&mut event, schemas::SIGN_UP, |out| {
             let _ = write!(
                 out,
@@ -784,7 +828,7 @@ impl Run<'_> {
     }
 
     fn event(&mut self, session: &Session, kind: &'static str, at: i64, page: &Page) -> Params {
-        self.event_with(session, kind, at, page, None)
+        self.event_with(session, kind, at, page, false)
     }
 
     /// The parameters every event of this tracker carries.
@@ -794,68 +838,77 @@ impl Run<'_> {
         kind: &'static str,
         at: i64,
         page: &Page,
-        extra_context: Option<String>,
+        with_user: bool,
     ) -> Params {
         let mut params = self.spare.pop().unwrap_or_default();
-        let eid = uuid(&mut self.rng);
+        let eid = random_uuid(&mut self.rng);
         let state = &self.devices[session.device];
         let device = &state.device;
         let app = device.kind == DeviceKind::App;
         params.put("e", kind);
-        params.put("eid", &eid);
+        params.put(
+            "eid",
+            eid.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
         params.put("tv", if app { "andr-6.0.8" } else { "js-4.1.0" });
         params.put("tna", "sp");
         params.put("aid", if app { "acme-app" } else { "acme-shop" });
         params.put("p", if app { "mob" } else { "web" });
-        params.put_fmt("dtm", format_args!("{at}"));
-        params.put_fmt("ttm", format_args!("{at}"));
+        let mut number = itoa::Buffer::new();
+        params.put("dtm", number.format(at));
+        params.put("ttm", number.format(at));
         params.put("duid", &state.duid);
         params.put("sid", &session.sid);
-        params.put_fmt("vid", format_args!("{}", session.index));
+        params.put("vid", number.format(session.index));
         if let Some(user_id) = &state.user_id {
             params.put("uid", user_id);
         }
         params.put("url", &page.url);
         params.put("page", &page.title);
-        params.put_fmt(
-            "res",
-            format_args!("{}x{}", device.screen.0, device.screen.1),
-        );
-        params.put_fmt(
-            "vp",
-            format_args!("{}x{}", device.viewport.0, device.viewport.1),
-        );
-        params.put_fmt("ds", format_args!("{}x{}", device.viewport.0, page.height));
+        params.put("res", &state.screen);
+        params.put("vp", &state.viewport);
+        params.put_with("ds", false, |out| {
+            out.push_str(number.format(device.viewport.0));
+            out.push('x');
+            out.push_str(number.format(page.height));
+        });
         params.put("cd", "24");
         params.put("tz", device.time_zone);
         params.put("lang", device.language);
         params.put("cs", "UTF-8");
         params.put("cookie", "1");
-        // the web_page entity on every event; the product on a product page's
-        let mut contexts = String::with_capacity(256);
-        let _ = write!(
-            contexts,
-            "{{\"schema\":\"{CONTEXTS}\",\"data\":[{{\"schema\":\"{}\",\"data\":{{\"id\":\"{}\"}}}}",
-            schemas::WEB_PAGE,
-            page.id
-        );
-        if let Some(product) = page.product {
-            let _ = write!(
-                contexts,
-                ",{{\"schema\":\"{}\",\"data\":{{\"sku\":\"{}\",\"name\":\"{}\",\"price\":{:.2},\"category\":\"{}\"}}}}",
-                schemas::PRODUCT,
-                product.sku,
-                product.name,
-                product.price,
-                CATEGORIES[product.category].slug
-            );
-        }
-        if let Some(extra) = extra_context {
-            contexts.push(',');
-            contexts.push_str(&extra);
-        }
-        contexts.push_str("]}");
-        params.put("co", &contexts);
+        // the web_page entity on every event, the product on a product page's; browsers
+        // post it inside a JSON string, so it is written with escaped quotes right away
+        let pieces = &CONTEXT_PIECES[usize::from(!app)];
+        let product = page.product;
+        let page_id = &page.id;
+        let user = with_user.then(|| {
+            let mut json = String::new();
+            self.user_context(if app { "\"" } else { "\\\"" }, &mut json);
+            json
+        });
+        params.put_with("co", !app, |out| {
+            out.push_str(&pieces.web_page);
+            out.push_str(page_id);
+            out.push_str(&pieces.web_page_end);
+            if let Some(product) = product {
+                out.push_str(&pieces.product_sku);
+                out.push_str(product.sku);
+                out.push_str(&pieces.product_name);
+                out.push_str(product.name);
+                out.push_str(&pieces.product_price);
+                let _ = write!(out, "{:.2}", product.price);
+                out.push_str(&pieces.product_category);
+                out.push_str(CATEGORIES[product.category].slug);
+                out.push_str(&pieces.product_end);
+            }
+            if let Some(user) = &user {
+                out.push(',');
+                out.push_str(user);
+            }
+            out.push_str("]}");
+        });
         self.events += 1;
         params
     }

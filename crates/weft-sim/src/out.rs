@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -21,13 +21,23 @@ pub type Result<T> = std::result::Result<T, String>;
 /// The host a backfill's requests are recorded as sent to.
 pub const BACKFILL_HOST: &str = "collector.shop.example.com";
 
-/// Writers of records and truth, fed one person at a time, in index order.
+/// The record and truth files of a folder, appended to chunk by chunk in
+/// index order. Rows are rendered on worker threads ([`Rows`]); here they are
+/// only written.
 pub struct Outputs {
     dir: PathBuf,
-    records: Vec<csv::Writer<BufWriter<File>>>,
-    people: csv::Writer<BufWriter<File>>,
-    identifiers: csv::Writer<BufWriter<File>>,
-    record_owners: csv::Writer<BufWriter<File>>,
+    /// The records per source, then people, identifiers and record owners.
+    files: Vec<BufWriter<File>>,
+    scores: Scores,
+    counts: Counts,
+}
+
+/// One chunk of people's records and truth as CSV rows (no headers).
+pub struct Rows {
+    records: Vec<csv::Writer<Vec<u8>>>,
+    people: csv::Writer<Vec<u8>>,
+    identifiers: csv::Writer<Vec<u8>>,
+    record_owners: csv::Writer<Vec<u8>>,
     scores: Scores,
     counts: Counts,
 }
@@ -40,6 +50,19 @@ pub struct Counts {
     pub events: u64,
     pub cookies: u64,
     pub records: BTreeMap<&'static str, u64>,
+}
+
+impl Counts {
+    fn merge(&mut self, other: Counts) {
+        self.people += other.people;
+        self.registered += other.registered;
+        self.requests += other.requests;
+        self.events += other.events;
+        self.cookies += other.cookies;
+        for (source, count) in other.records {
+            *self.records.entry(source).or_default() += count;
+        }
+    }
 }
 
 /// What the truth says about the whole site; also written as `truth/summary.json`.
@@ -58,10 +81,15 @@ pub struct Summary {
     pub categories: Vec<CategoryOutcomes>,
 }
 
-fn create_csv(path: &Path, header: &[&str]) -> Result<csv::Writer<BufWriter<File>>> {
+fn create_file(path: &Path, header: &[&str]) -> Result<BufWriter<File>> {
     let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
-    writer.write_record(header).map_err(|e| e.to_string())?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut line = csv::Writer::from_writer(Vec::new());
+    line.write_record(header).map_err(|e| e.to_string())?;
+    let line = line.into_inner().map_err(|e| e.to_string())?;
+    writer
+        .write_all(&line)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(writer)
 }
 
@@ -75,7 +103,7 @@ impl Outputs {
         let records = SOURCES
             .iter()
             .map(|(name, columns)| {
-                create_csv(&dir.join("records").join(format!("{name}.csv")), columns)
+                create_file(&dir.join("records").join(format!("{name}.csv")), columns)
             })
             .collect::<Result<Vec<_>>>()?;
         let mut people_header: Vec<String> = [
@@ -107,21 +135,93 @@ impl Outputs {
         }
         let truth = dir.join("truth");
         let people_header: Vec<&str> = people_header.iter().map(String::as_str).collect();
+        let mut files = records;
+        files.push(create_file(&truth.join("people.csv"), &people_header)?);
+        files.push(create_file(
+            &truth.join("identifiers.csv"),
+            &["identifier_type", "identifier", "person_id"],
+        )?);
+        files.push(create_file(
+            &truth.join("records.csv"),
+            &["source", "record_id", "person_id"],
+        )?);
         Ok(Self {
             dir: dir.to_owned(),
-            records,
-            people: create_csv(&truth.join("people.csv"), &people_header)?,
-            identifiers: create_csv(
-                &truth.join("identifiers.csv"),
-                &["identifier_type", "identifier", "person_id"],
-            )?,
-            record_owners: create_csv(
-                &truth.join("records.csv"),
-                &["source", "record_id", "person_id"],
-            )?,
+            files,
             scores: Scores::default(),
             counts: Counts::default(),
         })
+    }
+
+    /// Appends a chunk's rows after the rows written so far.
+    pub fn append(&mut self, rows: Rows) -> Result<()> {
+        let theirs =
+            rows.records
+                .into_iter()
+                .chain([rows.people, rows.identifiers, rows.record_owners]);
+        for (file, rows) in self.files.iter_mut().zip(theirs) {
+            let bytes = rows.into_inner().map_err(|e| e.to_string())?;
+            file.write_all(&bytes).map_err(|e| e.to_string())?;
+        }
+        self.scores.extend(rows.scores);
+        self.counts.merge(rows.counts);
+        Ok(())
+    }
+
+    pub fn people(&self) -> u64 {
+        self.counts.people
+    }
+
+    pub fn finish(mut self, options: &SimOptions) -> Result<Summary> {
+        for file in &mut self.files {
+            file.flush().map_err(|e| e.to_string())?;
+        }
+        let (conversion, categories) = self.scores.summarise();
+        let summary = Summary {
+            seed: options.seed,
+            visitors: options.visitors,
+            start: iso_time(options.start_ms()),
+            cutoff: iso_time(options.cutoff_ms()),
+            end: iso_time(options.end_ms),
+            prediction_days: options.prediction_days,
+            counts: self.counts,
+            conversion,
+            categories,
+        };
+        let path = self.dir.join("truth").join("summary.json");
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+        fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(summary)
+    }
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        let writer = || {
+            csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::with_capacity(64 * 1024))
+        };
+        Self {
+            records: SOURCES.iter().map(|_| writer()).collect(),
+            people: writer(),
+            identifiers: writer(),
+            record_owners: writer(),
+            scores: Scores::default(),
+            counts: Counts::default(),
+        }
+    }
+}
+
+impl Rows {
+    /// Rows of a chunk of people, in order.
+    pub fn of(people: &[Person]) -> Result<Self> {
+        let mut rows = Self::default();
+        for person in people {
+            rows.add(person)?;
+        }
+        Ok(rows)
     }
 
     pub fn add(&mut self, person: &Person) -> Result<()> {
@@ -189,37 +289,10 @@ impl Outputs {
         self.scores.add(truth);
         self.counts.people += 1;
         self.counts.registered += u64::from(truth.registered);
-        self.counts.requests += person.run.requests.len() as u64;
+        self.counts.requests += truth.requests as u64;
         self.counts.events += truth.events as u64;
         self.counts.cookies += person.run.cookies.len() as u64;
         Ok(())
-    }
-
-    pub fn finish(mut self, options: &SimOptions) -> Result<Summary> {
-        for writer in self.records.iter_mut().chain([
-            &mut self.people,
-            &mut self.identifiers,
-            &mut self.record_owners,
-        ]) {
-            writer.flush().map_err(|e| e.to_string())?;
-        }
-        let (conversion, categories) = self.scores.summarise();
-        let summary = Summary {
-            seed: options.seed,
-            visitors: options.visitors,
-            start: iso_time(options.start_ms()),
-            cutoff: iso_time(options.cutoff_ms()),
-            end: iso_time(options.end_ms),
-            prediction_days: options.prediction_days,
-            counts: self.counts,
-            conversion,
-            categories,
-        };
-        let path = self.dir.join("truth").join("summary.json");
-        let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-        fs::write(&path, text + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(summary)
     }
 }
 
@@ -249,31 +322,39 @@ pub fn write_backfill(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Summary, u64)> {
     options.validate()?;
-    let mut outputs = Outputs::create(dir)?;
     let raw = dir.join("raw");
     let mut log = BulkWriter::open(&raw, FileLogOptions::default())
         .map_err(|e| format!("cannot open the raw log in {}: {e}", raw.display()))?;
+    // a second backfill would mix two simulations under one truth
+    if log.end_offset() > 0 {
+        return Err(format!(
+            "{} already holds {} requests; write the backfill to an empty folder",
+            raw.display(),
+            log.end_offset()
+        ));
+    }
+    let mut outputs = Outputs::create(dir)?;
     let collector = format!("weft-sim-{}", env!("CARGO_PKG_VERSION"));
     let chunk = 256;
     crate::generate(
         options,
         chunk,
         threads,
-        |people| {
+        |mut people| {
+            let rows = Rows::of(&people)?;
             let frames: Vec<Vec<u8>> = people
-                .iter()
-                .flat_map(|person| &person.run.requests)
-                .map(|request| encode_frame(&request.to_payload(BACKFILL_HOST, &collector)))
+                .iter_mut()
+                .flat_map(|person| person.run.requests.drain(..))
+                .map(|request| encode_frame(&request.into_payload(BACKFILL_HOST, &collector)))
                 .collect();
-            (people, frames)
+            Ok((rows, frames))
         },
-        |(people, frames)| {
+        |chunk: Result<(Rows, Vec<Vec<u8>>)>| {
+            let (rows, frames) = chunk?;
             log.append(&frames)
                 .map_err(|e| format!("cannot write the raw log: {e}"))?;
-            for person in &people {
-                outputs.add(person)?;
-            }
-            progress(outputs.counts.people);
+            outputs.append(rows)?;
+            progress(outputs.people());
             Ok(())
         },
     )?;

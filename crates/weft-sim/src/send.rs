@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::out::{Outputs, Result, Summary};
+use crate::out::{Outputs, Result, Rows, Summary};
 use crate::{SimOptions, TrackerRequest};
 
 const ATTEMPTS: u32 = 5;
@@ -108,10 +108,11 @@ pub async fn simulate_to_collector(
             &generator_options,
             64,
             threads,
-            |people| people,
-            |people| {
+            |people| Rows::of(&people).map(|rows| (rows, people)),
+            |chunk| {
+                let (rows, people) = chunk?;
+                outputs.append(rows)?;
                 for person in people {
-                    outputs.add(&person)?;
                     for request in person.run.requests {
                         sender
                             .blocking_send(request)

@@ -17,11 +17,13 @@ pub const UNSTRUCT: &str = "iglu:com.snowplowanalytics.snowplow/unstruct_event/j
 /// The collector's cookie, holding the network user id.
 pub const COLLECTOR_COOKIE: &str = "sp";
 
-/// One event's tracker parameters, kept in one string to spare an allocation per value.
+/// One event's tracker parameters, kept in one string to spare an allocation
+/// per value. A value may be stored already escaped for a JSON string (see
+/// [`Params::put_with`]).
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     text: String,
-    fields: Vec<(&'static str, Range<usize>)>,
+    fields: Vec<(&'static str, Range<usize>, bool)>,
 }
 
 impl Params {
@@ -31,38 +33,53 @@ impl Params {
     }
 
     pub fn put(&mut self, key: &'static str, value: &str) {
-        let start = self.text.len();
-        self.text.push_str(value);
-        self.fields.push((key, start..self.text.len()));
+        self.put_with(key, false, |out| out.push_str(value));
     }
 
     pub fn put_fmt(&mut self, key: &'static str, value: std::fmt::Arguments<'_>) {
+        self.put_with(key, false, |out| {
+            let _ = out.write_fmt(value);
+        });
+    }
+
+    /// A value written in place by `write`. With `escaped`, what it writes is
+    /// already escaped for a JSON string (JSON built with `\"` for its quotes,
+    /// for a POST body), which spares scanning it again; such a value cannot go
+    /// into a GET query.
+    pub fn put_with(&mut self, key: &'static str, escaped: bool, write: impl FnOnce(&mut String)) {
         let start = self.text.len();
-        let _ = self.text.write_fmt(value);
-        self.fields.push((key, start..self.text.len()));
+        write(&mut self.text);
+        self.fields.push((key, start..self.text.len(), escaped));
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, range)| &self.text[range.clone()])
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, range, _)| &self.text[range.clone()])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.fields
             .iter()
-            .map(|(key, range)| (*key, &self.text[range.clone()]))
+            .map(|(key, range, _)| (*key, &self.text[range.clone()]))
     }
 
     /// `{"e":"pv",…}` with JSON parameters as strings, as the browser tracker posts them.
     pub fn write_json(&self, stm: i64, out: &mut String) {
         out.push('{');
-        for (key, value) in self.iter() {
+        for (key, range, escaped) in &self.fields {
+            let value = &self.text[range.clone()];
             out.push('"');
             out.push_str(key);
             out.push_str("\":");
-            write_json_string(value, out);
+            if *escaped {
+                out.push('"');
+                out.push_str(value);
+                out.push('"');
+            } else {
+                write_json_string(value, out);
+            }
             out.push(',');
         }
         let _ = write!(out, "\"stm\":\"{stm}\"}}");
@@ -73,12 +90,14 @@ impl Params {
         let mut query =
             form_urlencoded::Serializer::new(String::with_capacity(self.text.len() * 2));
         let mut encoded = String::new();
-        for (key, value) in self.iter() {
-            match key {
+        for (key, range, escaped) in &self.fields {
+            debug_assert!(!escaped, "{key} was escaped for a POST body");
+            let value = &self.text[range.clone()];
+            match *key {
                 "co" | "ue_pr" => {
                     encoded.clear();
                     URL_SAFE_NO_PAD.encode_string(value, &mut encoded);
-                    query.append_pair(if key == "co" { "cx" } else { "ue_px" }, &encoded);
+                    query.append_pair(if *key == "co" { "cx" } else { "ue_px" }, &encoded);
                 }
                 _ => {
                     query.append_pair(key, value);
@@ -93,26 +112,40 @@ impl Params {
 /// A JSON string literal of `value`.
 pub fn write_json_string(value: &str, out: &mut String) {
     out.push('"');
-    let mut start = 0;
-    for (index, byte) in value.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..0x20 => "",
-            _ => continue,
-        };
-        out.push_str(&value[start..index]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
+    // most values need at most their quotes escaped (the JSON of contexts has many):
+    // a branch-free scan, then splitting on quotes with a fast search
+    let plain = !value
+        .bytes()
+        .fold(false, |acc, b| acc | (b == b'\\') | (b < 0x20));
+    if plain {
+        let mut parts = value.split('"');
+        out.push_str(parts.next().unwrap_or_default());
+        for part in parts {
+            out.push_str("\\\"");
+            out.push_str(part);
         }
-        start = index + 1;
+    } else {
+        let mut start = 0;
+        for (index, byte) in value.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..0x20 => "",
+                _ => continue,
+            };
+            out.push_str(&value[start..index]);
+            if escape.is_empty() {
+                let _ = write!(out, "\\u{byte:04x}");
+            } else {
+                out.push_str(escape);
+            }
+            start = index + 1;
+        }
+        out.push_str(&value[start..]);
     }
-    out.push_str(&value[start..]);
     out.push('"');
 }
 
@@ -136,41 +169,46 @@ pub struct TrackerRequest {
 
 impl TrackerRequest {
     /// The request as the collector at `host` stores it, received when it was sent.
-    pub fn to_payload(&self, host: &str, collector: &str) -> CollectorPayload {
-        let (path, query) = match self.path.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (self.path.clone(), None),
-        };
+    pub fn into_payload(mut self, host: &str, collector: &str) -> CollectorPayload {
+        let query = self.path.find('?').map(|at| {
+            let query = self.path.split_off(at + 1);
+            self.path.truncate(at);
+            query
+        });
+        let path = std::mem::take(&mut self.path);
         let header = |name: &str| {
             self.headers
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.clone())
         };
-        let mut headers = vec![Header {
+        let (content_type, user_agent, referer) = (
+            header("content-type"),
+            header("user-agent"),
+            header("referer"),
+        );
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        headers.push(Header {
             name: "host".into(),
             value: host.as_bytes().to_vec(),
-        }];
-        headers.extend(self.headers.iter().map(|(name, value)| Header {
-            name: (*name).to_owned(),
-            value: value.as_bytes().to_vec(),
+        });
+        headers.extend(self.headers.into_iter().map(|(name, value)| Header {
+            name: name.to_owned(),
+            value: value.into_bytes(),
         }));
         CollectorPayload {
             received_at_ms: self.sent_at_ms,
             method: self.method.to_owned(),
             path,
             query,
-            body: self
-                .body
-                .as_ref()
-                .map(|b| Bytes::copy_from_slice(b.as_bytes())),
-            content_type: header("content-type"),
+            body: self.body.map(Bytes::from),
+            content_type,
             headers,
-            ip: Some(self.client_ip.clone()),
-            user_agent: header("user-agent"),
-            referer: header("referer"),
+            ip: Some(self.client_ip),
+            user_agent,
+            referer,
             hostname: Some(host.to_owned()),
-            network_user_id: Some(self.network_user_id.clone()),
+            network_user_id: Some(self.network_user_id),
             collector: collector.to_owned(),
             size_violation: None,
         }

@@ -24,6 +24,16 @@ impl Scores {
         }
     }
 
+    pub fn extend(&mut self, other: Scores) {
+        self.overall.extend(other.overall);
+        if self.by_category.is_empty() {
+            self.by_category = vec![Vec::new(); CATEGORIES.len()];
+        }
+        for (mine, theirs) in self.by_category.iter_mut().zip(other.by_category) {
+            mine.extend(theirs);
+        }
+    }
+
     pub fn summarise(&mut self) -> (Outcomes, Vec<CategoryOutcomes>) {
         let overall = Outcomes::of(&mut self.overall);
         let categories = CATEGORIES

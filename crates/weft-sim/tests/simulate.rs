@@ -387,3 +387,17 @@ fn customer_records_carry_realistic_noise() {
     }
     assert!(shared >= 3, "emails shared by two people: {shared}");
 }
+
+#[test]
+fn a_second_backfill_into_the_same_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_backfill(&options(20, 1), dir.path(), 1, &|_| {}).unwrap();
+    let truth = fs::read(dir.path().join("truth/people.csv")).unwrap();
+    let error = write_backfill(&options(20, 2), dir.path(), 1, &|_| {}).unwrap_err();
+    assert!(error.contains("already holds"), "{error}");
+    assert_eq!(
+        fs::read(dir.path().join("truth/people.csv")).unwrap(),
+        truth,
+        "the truth is left as it was"
+    );
+}

@@ -91,9 +91,9 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
     let mut index = 0;
     while written < args.events {
         for request in Person::generate(&options, index).run.requests {
-            log.append(&request.to_payload(BACKFILL_HOST, &collector))
-                .await?;
             written += request.events;
+            log.append(&request.into_payload(BACKFILL_HOST, &collector))
+                .await?;
         }
         progress.set_position(written.min(args.events) as u64);
         index += 1;

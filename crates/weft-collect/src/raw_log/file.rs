@@ -601,8 +601,7 @@ fn poison_all(requests: impl Iterator<Item = AppendRequest>) {
 
 /// The payload encoded straight after room for the frame header, which is filled in last.
 pub fn encode_frame(payload: &CollectorPayload) -> Vec<u8> {
-    let mut frame =
-        Vec::with_capacity(FRAME_HEADER_BYTES + 512 + payload.body.as_ref().map_or(0, |b| b.len()));
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.encoded_size_hint());
     frame.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     payload.encode_into(&mut frame);
     let length = u32::try_from(frame.len() - FRAME_HEADER_BYTES).expect("payload under 4 GiB");
