@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use weft_collect::RawLog;
 use weft_core::Config;
-use weft_enrich::Resolver;
 use weft_lake::Lake;
 use weft_lake::sql::{pretty, query};
 use weft_sim::{SimOptions, today_start_ms};
@@ -32,6 +31,12 @@ pub struct QuickstartArgs {
     pub addr: Option<SocketAddr>,
 }
 
+/// Sessions by how they arrived, from the enriched campaign and referer fields.
+const CHANNELS: &str = "SELECT coalesce(mkt_medium, refr_medium, 'direct') AS channel, \
+     count(DISTINCT domain_sessionid) AS sessions FROM atomic.events \
+     WHERE event = 'page_view' AND (refr_medium IS NULL OR refr_medium <> 'internal') \
+     GROUP BY 1 ORDER BY sessions DESC";
+
 /// Connections the simulated trackers send over.
 const SENDERS: usize = 16;
 
@@ -47,6 +52,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
             config.collector.trusted_proxies.push(net);
         }
     }
+    crate::run::check_config(&config)?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     weft_sim::out::install_schemas(&config.data_dir).map_err(anyhow::Error::msg)?;
     let running = serve::start(&config).await?;
@@ -65,7 +71,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
 
     let loading = Instant::now();
-    let report = crate::run::loader(&config, running.log.clone(), Resolver::from_config(&config))
+    let report = crate::run::loader(&config, running.log.clone())?
         .load()
         .await
         .context("loading the raw log into the lake")?;
@@ -76,6 +82,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
     )
     .await?;
+    let channels = query(&lake, CHANNELS).await?;
     let sample = query(
         &lake,
         "SELECT event_name, page_urlpath, domain_userid, derived_tstamp \
@@ -107,6 +114,8 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
     );
     println!("{}", pretty(&by_event)?);
+    println!("weft sql \"{CHANNELS}\"");
+    println!("{}", pretty(&channels)?);
     println!(
         "weft sql \"SELECT event_name, page_urlpath, domain_userid, derived_tstamp FROM atomic.events ORDER BY derived_tstamp DESC LIMIT 5\""
     );
@@ -125,8 +134,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     if args.no_serve {
         return running.stop().await;
     }
-    let pipeline =
-        serve::Pipeline::start(&config, running.log.clone(), Resolver::from_config(&config));
+    let pipeline = serve::Pipeline::start(&config, running.log.clone())?;
     println!();
     println!(
         "weft is serving at {base_url}  (trackers: POST /com.snowplowanalytics.snowplow/tp2, GET /i; health: /health; metrics: /metrics)"

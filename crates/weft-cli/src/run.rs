@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use weft_collect::FileLog;
 use weft_collect::raw_log::FileLogOptions;
 use weft_core::Config;
-use weft_enrich::Resolver;
+use weft_enrich::{Enrichments, Resolver};
+
+use crate::UsageError;
 use weft_lake::{Lake, LoadReport, Loader, MaintenanceOptions, TableMaintenance, maintain};
 
 use crate::data_dir;
@@ -30,9 +32,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
     let _lock = data_dir::lock(&config.data_dir)?;
     if matches!(args.stage, None | Some(Stage::Load)) {
         let log = open_log(&config)?;
-        let report = loader(&config, log, Resolver::from_config(&config))
-            .load()
-            .await?;
+        let report = loader(&config, log)?.load().await?;
         print_load(&report);
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
@@ -69,10 +69,25 @@ pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
     Ok(Arc::new(log))
 }
 
-pub fn loader(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Loader {
-    Loader::new(log, Arc::new(resolver), Lake::new(&config.data_dir))
-        .with_batch_records(config.loader.batch_records)
-        .with_dedup_window_days(config.loader.dedup_window_days)
+/// Settings checked before anything starts, so a mistake is one clear line.
+pub fn check_config(config: &Config) -> Result<()> {
+    Enrichments::from_config(&config.enrichments).map_err(|e| UsageError(e.to_string()))?;
+    Ok(())
+}
+
+/// The loader as configured: schemas from the registries, the enrichments of
+/// `[enrichments]` (a bad setting is a usage error, exit status 2).
+pub fn loader(config: &Config, log: Arc<FileLog>) -> Result<Loader> {
+    let enrichments =
+        Enrichments::from_config(&config.enrichments).map_err(|e| UsageError(e.to_string()))?;
+    Ok(Loader::new(
+        log,
+        Arc::new(Resolver::from_config(config)),
+        Lake::new(&config.data_dir),
+    )
+    .with_enrichments(Arc::new(enrichments))
+    .with_batch_records(config.loader.batch_records)
+    .with_dedup_window_days(config.loader.dedup_window_days))
 }
 
 pub fn print_load(report: &LoadReport) {

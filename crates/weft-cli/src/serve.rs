@@ -11,7 +11,6 @@ use weft_collect::metrics::Metrics;
 use weft_collect::service::{Collector, router};
 use weft_collect::{FileLog, server};
 use weft_core::Config;
-use weft_enrich::Resolver;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -73,13 +72,15 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.addr {
         config.server.addr = addr;
     }
+    crate::run::check_config(&config)?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     let running = start(&config).await?;
     // scripts and tests read this line to find the port
     println!("weft listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, data_dir = %config.data_dir.display(), "serving");
     let pipeline = (!args.no_pipeline)
-        .then(|| Pipeline::start(&config, running.log.clone(), Resolver::from_config(&config)));
+        .then(|| Pipeline::start(&config, running.log.clone()))
+        .transpose()?;
     shutdown_signal().await;
     running.stop().await?;
     if let Some(pipeline) = pipeline {
@@ -95,8 +96,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(config: &Config, log: Arc<FileLog>, resolver: Resolver) -> Self {
-        let loader = crate::run::loader(config, log, resolver);
+    pub fn start(config: &Config, log: Arc<FileLog>) -> Result<Self> {
+        let loader = crate::run::loader(config, log)?;
         let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
         let lake = weft_lake::Lake::new(&config.data_dir);
         let maintenance = crate::run::maintenance_options(config);
@@ -124,7 +125,7 @@ impl Pipeline {
                 }
             }
         });
-        Self { stop, task }
+        Ok(Self { stop, task })
     }
 
     pub async fn stop(self) -> Result<()> {

@@ -33,6 +33,7 @@ pub struct Config {
     pub iglu: IgluConfig,
     pub loader: LoaderConfig,
     pub maintenance: MaintenanceConfig,
+    pub enrichments: EnrichmentsConfig,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             iglu: IgluConfig::default(),
             loader: LoaderConfig::default(),
             maintenance: MaintenanceConfig::default(),
+            enrichments: EnrichmentsConfig::default(),
         }
     }
 }
@@ -221,6 +223,99 @@ impl Default for LoaderConfig {
             batch_records: 10_000,
             interval_secs: 5,
             dedup_window_days: 3,
+        }
+    }
+}
+
+/// The enrichments run on every event between validation and loading, each
+/// with its own section (`[enrichments.referer]`, …). An unknown section is an error.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichmentsConfig {
+    pub campaign_attribution: CampaignAttributionConfig,
+    pub referer: RefererConfig,
+    pub ip_anonymisation: IpAnonymisationConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CampaignAttributionConfig {
+    pub enabled: bool,
+    /// Page URL query parameters read for each marketing field, first found wins.
+    pub medium: Vec<String>,
+    pub source: Vec<String>,
+    pub term: Vec<String>,
+    pub content: Vec<String>,
+    pub campaign: Vec<String>,
+    /// Click id parameter → the ad network it belongs to (`mkt_clickid`, `mkt_network`).
+    pub click_ids: BTreeMap<String, String>,
+}
+
+impl Default for CampaignAttributionConfig {
+    fn default() -> Self {
+        let names = |name: &str| vec![name.to_owned()];
+        Self {
+            enabled: true,
+            medium: names("utm_medium"),
+            source: names("utm_source"),
+            term: names("utm_term"),
+            content: names("utm_content"),
+            campaign: names("utm_campaign"),
+            click_ids: [
+                ("gclid", "Google"),
+                ("gbraid", "Google"),
+                ("wbraid", "Google"),
+                ("dclid", "DoubleClick"),
+                ("msclkid", "Microsoft"),
+                ("fbclid", "Facebook"),
+                ("ttclid", "TikTok"),
+                ("twclid", "Twitter"),
+                ("li_fat_id", "LinkedIn"),
+                ("epik", "Pinterest"),
+                ("ScCid", "Snapchat"),
+            ]
+            .into_iter()
+            .map(|(param, network)| (param.to_owned(), network.to_owned()))
+            .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefererConfig {
+    pub enabled: bool,
+    /// Hosts (and their subdomains) whose referers are `internal`, besides the page's own host.
+    pub internal_domains: Vec<String>,
+}
+
+impl Default for RefererConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            internal_domains: Vec::new(),
+        }
+    }
+}
+
+/// Masks the end of `user_ipaddress` with `x`, as Snowplow's IP anonymisation does;
+/// runs after every enrichment that needs the whole address, so it is never stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpAnonymisationConfig {
+    pub enabled: bool,
+    /// IPv4 octets masked, from the end (1–4).
+    pub ipv4_octets: u8,
+    /// IPv6 segments masked, from the end (1–8).
+    pub ipv6_segments: u8,
+}
+
+impl Default for IpAnonymisationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ipv4_octets: 1,
+            ipv6_segments: 4,
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum FailureType {
     TrackerProtocolViolations,
     /// A self-describing event or context does not match its schema, or it has none.
     SchemaViolations,
+    /// An enrichment failed on the event.
+    EnrichmentFailures,
 }
 
 impl FailureType {
@@ -25,6 +27,7 @@ impl FailureType {
             Self::AdapterFailures => "adapter_failures",
             Self::TrackerProtocolViolations => "tracker_protocol_violations",
             Self::SchemaViolations => "schema_violations",
+            Self::EnrichmentFailures => "enrichment_failures",
         }
     }
 }

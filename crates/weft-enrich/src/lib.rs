@@ -4,6 +4,7 @@
 
 pub mod bad_row;
 pub mod canonical;
+pub mod enrichments;
 pub mod fingerprint;
 pub mod iglu;
 pub mod process;
@@ -11,7 +12,8 @@ pub mod schema_key;
 
 pub use bad_row::{BadRow, FailureType};
 pub use canonical::{FieldFailure, canonical_event};
+pub use enrichments::{Enrichment, EnrichmentConfigError, Enrichments};
 pub use fingerprint::event_fingerprint;
 pub use iglu::{IgluError, Resolver};
-pub use process::{Processed, process_payload};
+pub use process::{Processed, process_payload, process_payload_with};
 pub use schema_key::SchemaKey;

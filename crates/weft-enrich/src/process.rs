@@ -9,6 +9,7 @@ use weft_core::Event;
 
 use crate::bad_row::{BadRow, FailureType};
 use crate::canonical::canonical_event;
+use crate::enrichments::Enrichments;
 use crate::iglu::Resolver;
 
 #[derive(Debug, Default)]
@@ -17,10 +18,20 @@ pub struct Processed {
     pub bad_rows: Vec<BadRow>,
 }
 
-/// Processes one payload at `etl_tstamp` (ms since the epoch).
+/// Processes one payload at `etl_tstamp` (ms since the epoch), without enrichments.
 pub fn process_payload(
     payload: &CollectorPayload,
     resolver: &Resolver,
+    etl_tstamp: i64,
+) -> Processed {
+    process_payload_with(payload, resolver, &Enrichments::none(), etl_tstamp)
+}
+
+/// Processes one payload and enriches each valid event.
+pub fn process_payload_with(
+    payload: &CollectorPayload,
+    resolver: &Resolver,
+    enrichments: &Enrichments,
     etl_tstamp: i64,
 ) -> Processed {
     let mut processed = Processed::default();
@@ -60,9 +71,21 @@ pub fn process_payload(
                 continue;
             }
         };
+        let mut event = event;
         let messages = schema_violations(&event, resolver);
         if messages.is_empty() {
-            processed.events.push(event);
+            match enrichments.apply(&mut event) {
+                Ok(()) => processed.events.push(event),
+                Err(failure) => processed.bad_rows.push(BadRow {
+                    failure_type: FailureType::EnrichmentFailures,
+                    messages: vec![failure.to_string()],
+                    collector_tstamp: payload.received_at_ms,
+                    failure_tstamp: etl_tstamp,
+                    event_id: event.event_id,
+                    payload: params(),
+                    payload_encoding: "text".to_owned(),
+                }),
+            }
         } else {
             processed.bad_rows.push(BadRow {
                 failure_type: FailureType::SchemaViolations,

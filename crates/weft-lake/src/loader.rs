@@ -21,7 +21,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use tracing::info;
 use weft_collect::{LogRecord, Offset, RawLog};
-use weft_enrich::{Processed, Resolver, process_payload};
+use weft_enrich::{Enrichments, Processed, Resolver, process_payload_with};
 
 use crate::arrow_rows::{
     BAD_ROW_PARTITION, EVENT_PARTITION, bad_rows_batch, event_day, events_batch,
@@ -49,6 +49,7 @@ pub struct LoadReport {
 pub struct Loader {
     log: Arc<dyn RawLog>,
     resolver: Arc<Resolver>,
+    enrichments: Arc<Enrichments>,
     lake: Lake,
     batch_records: usize,
     dedup_window_days: u32,
@@ -62,6 +63,7 @@ impl Loader {
         Self {
             log,
             resolver,
+            enrichments: Arc::new(Enrichments::none()),
             lake,
             batch_records: 10_000,
             dedup_window_days: 3,
@@ -72,6 +74,12 @@ impl Loader {
     /// How many days of event dates, back from the newest, deduplication looks at.
     pub fn with_dedup_window_days(mut self, days: u32) -> Self {
         self.dedup_window_days = days;
+        self
+    }
+
+    /// The enrichments every valid event goes through before it is loaded.
+    pub fn with_enrichments(mut self, enrichments: Arc<Enrichments>) -> Self {
+        self.enrichments = enrichments;
         self
     }
 
@@ -175,6 +183,7 @@ impl Loader {
     ) -> tokio::task::JoinHandle<Result<Option<Prepared>>> {
         let log = Arc::clone(&self.log);
         let resolver = Arc::clone(&self.resolver);
+        let enrichments = Arc::clone(&self.enrichments);
         let batch_records = self.batch_records;
         tokio::task::spawn_blocking(move || {
             let start = events_next.min(bad_rows_next);
@@ -184,7 +193,7 @@ impl Loader {
             };
             let end = last.offset + 1;
             let etl_tstamp = now_ms();
-            let processed = process_in_parallel(&records, &resolver, etl_tstamp);
+            let processed = process_in_parallel(&records, &resolver, &enrichments, etl_tstamp);
             let mut events = Vec::new();
             let mut bad_rows = Vec::new();
             for (record, processed) in records.iter().zip(processed) {
@@ -235,10 +244,11 @@ struct PreparedEvents {
     keys: Vec<Option<(Key, i32)>>,
 }
 
-/// `process_payload` over the records, split across the machine's cores, in order.
+/// `process_payload_with` over the records, split across the machine's cores, in order.
 fn process_in_parallel(
     records: &[LogRecord],
     resolver: &Resolver,
+    enrichments: &Enrichments,
     etl_tstamp: i64,
 ) -> Vec<Processed> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -249,7 +259,9 @@ fn process_in_parallel(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|record| process_payload(&record.payload, resolver, etl_tstamp))
+                        .map(|record| {
+                            process_payload_with(&record.payload, resolver, enrichments, etl_tstamp)
+                        })
                         .collect::<Vec<_>>()
                 })
             })

@@ -114,6 +114,24 @@ fn a_backfill_loads_whole_and_is_reproducible() {
         days.len() > 30 && days.last().unwrap().as_str() <= "2026-10-01",
         "{days:?}"
     );
+    // enriched on the way in: campaigns and referers classified, addresses masked
+    let mediums = column(
+        a.path(),
+        "SELECT DISTINCT mkt_medium FROM atomic.events WHERE mkt_medium IS NOT NULL ORDER BY 1",
+    );
+    assert_eq!(mediums, ["cpc", "email", "paid_social"]);
+    let referers = column(
+        a.path(),
+        "SELECT DISTINCT refr_medium FROM atomic.events WHERE refr_medium IS NOT NULL ORDER BY 1",
+    );
+    for medium in ["internal", "search", "unknown"] {
+        assert!(referers.contains(&medium.to_owned()), "{referers:?}");
+    }
+    let unmasked = column(
+        a.path(),
+        "SELECT count(*) FROM atomic.events WHERE user_ipaddress NOT LIKE '%.x' AND user_ipaddress NOT LIKE '%:x'",
+    );
+    assert_eq!(unmasked, ["0"]);
     // every cookie in the lake is in the truth
     let cookies = truth_ids(a.path(), "domain_userid");
     for duid in column(a.path(), "SELECT DISTINCT domain_userid FROM atomic.events") {
@@ -232,4 +250,43 @@ fn bad_arguments_are_refused_clearly() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the collector"));
+}
+
+#[test]
+fn a_bad_enrichment_setting_stops_the_start_with_its_key() {
+    let data = tempfile::tempdir().unwrap();
+    for (command, key, value) in [
+        (
+            vec!["run", "load"],
+            "WEFT_ENRICHMENTS__IP_ANONYMISATION__IPV4_OCTETS",
+            "9",
+        ),
+        (
+            vec!["serve", "--addr", "127.0.0.1:0"],
+            "WEFT_ENRICHMENTS__IP_ANONYMISATION__IPV6_SEGMENTS",
+            "0",
+        ),
+    ] {
+        let output = weft()
+            .args(&command)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env(key, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains("enrichments.ip_anonymisation."), "{stderr}");
+    }
+    let output = weft()
+        .args(["run", "load", "--data-dir"])
+        .arg(data.path())
+        .env("WEFT_ENRICHMENTS__GEO__ENABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown enrichment is refused"
+    );
 }

@@ -1,5 +1,6 @@
 //! Canonical events from requests captured from real trackers, field by field.
 
+mod enrichments;
 mod process;
 
 use std::collections::BTreeMap;

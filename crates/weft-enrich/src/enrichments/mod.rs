@@ -1,0 +1,113 @@
+//! Enrichments: what weft adds to each valid event before it is loaded —
+//! marketing attribution, referer classification, privacy masking. Each is
+//! one file behind [`Enrichment`], switched on and configured in
+//! `[enrichments.NAME]`; [`Enrichments`] runs them in a fixed order, IP
+//! anonymisation last, so nothing stored holds the full address.
+
+mod campaign;
+mod ip_anonymisation;
+mod referer;
+
+use weft_core::Event;
+use weft_core::config::EnrichmentsConfig;
+
+pub use campaign::CampaignAttribution;
+pub use ip_anonymisation::IpAnonymisation;
+pub use referer::RefererClassification;
+
+/// One enrichment of one event.
+pub trait Enrichment: Send + Sync {
+    /// The name used in config (`[enrichments.NAME]`) and in bad rows.
+    fn name(&self) -> &'static str;
+
+    /// Enriches the event in place. An error makes the event a bad row
+    /// (`enrichment_failures`) carrying this enrichment's name and the message.
+    fn enrich(&self, event: &mut Event) -> Result<(), String>;
+}
+
+/// A config value no enrichment can run with; reported at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config key enrichments.{key}: {reason}")]
+pub struct EnrichmentConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl EnrichmentConfigError {
+    pub(crate) fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The configured enrichments, in the order they run.
+#[derive(Default)]
+pub struct Enrichments {
+    chain: Vec<Box<dyn Enrichment>>,
+}
+
+/// An enrichment that failed on an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichmentFailure {
+    pub enrichment: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for EnrichmentFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.enrichment, self.message)
+    }
+}
+
+impl Enrichments {
+    /// None at all: events are loaded as the trackers sent them.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn from_config(config: &EnrichmentsConfig) -> Result<Self, EnrichmentConfigError> {
+        let mut chain: Vec<Box<dyn Enrichment>> = Vec::new();
+        if config.campaign_attribution.enabled {
+            chain.push(Box::new(CampaignAttribution::new(
+                &config.campaign_attribution,
+            )?));
+        }
+        if config.referer.enabled {
+            chain.push(Box::new(RefererClassification::new(&config.referer)?));
+        }
+        // last: every enrichment before it may need the full address
+        if config.ip_anonymisation.enabled {
+            chain.push(Box::new(IpAnonymisation::new(&config.ip_anonymisation)?));
+        }
+        Ok(Self { chain })
+    }
+
+    /// Names of the enrichments that run, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.chain.iter().map(|e| e.name()).collect()
+    }
+
+    /// Runs every enrichment on the event; the first failure stops the chain.
+    pub fn apply(&self, event: &mut Event) -> Result<(), EnrichmentFailure> {
+        for enrichment in &self.chain {
+            enrichment
+                .enrich(event)
+                .map_err(|message| EnrichmentFailure {
+                    enrichment: enrichment.name(),
+                    message,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The value of the first of `names` present in a URL query (`a=1&b=2`), decoded.
+pub(crate) fn query_value(query: &str, names: &[String]) -> Option<String> {
+    names.iter().find_map(|name| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, value)| key == name.as_str() && !value.is_empty())
+            .map(|(_, value)| value.into_owned())
+    })
+}

@@ -1,0 +1,242 @@
+//! The enrichments on real values: campaign URLs from Google Ads, Meta and
+//! email tools, referers from search engines with and without terms, social
+//! networks and webmail, IPv4 and IPv6 addresses; and the chain as the loader
+//! runs it.
+
+use weft_core::Event;
+use weft_core::config::{EnrichmentsConfig, RefererConfig};
+use weft_enrich::enrichments::RefererClassification;
+use weft_enrich::{Enrichments, FailureType, Resolver, process_payload_with};
+
+use crate::{ETL, fixtures};
+
+fn enrich(page_url: &str, referer: Option<&str>) -> Event {
+    let url = url::Url::parse(page_url).unwrap();
+    let mut event = Event {
+        page_url: Some(page_url.to_owned()),
+        page_urlhost: url.host_str().map(str::to_owned),
+        page_urlquery: url.query().map(str::to_owned),
+        page_referrer: referer.map(str::to_owned),
+        user_ipaddress: Some("81.2.69.160".into()),
+        ..Event::default()
+    };
+    Enrichments::from_config(&EnrichmentsConfig::default())
+        .unwrap()
+        .apply(&mut event)
+        .unwrap();
+    event
+}
+
+#[test]
+fn campaigns_from_google_ads_meta_and_email_tools() {
+    // Google Ads auto-tagging with ValueTrack utm parameters
+    let google = enrich(
+        "https://shop.example.com/p/sku-001?utm_source=google&utm_medium=cpc&utm_campaign=brand%20uk&utm_term=sourdough%20bread&gclid=Cj0KCQiA4-y8BhC3ARIsAHmjC_G",
+        Some("https://www.google.com/"),
+    );
+    assert_eq!(google.mkt_medium.as_deref(), Some("cpc"));
+    assert_eq!(google.mkt_source.as_deref(), Some("google"));
+    assert_eq!(google.mkt_campaign.as_deref(), Some("brand uk"));
+    assert_eq!(google.mkt_term.as_deref(), Some("sourdough bread"));
+    assert_eq!(
+        google.mkt_clickid.as_deref(),
+        Some("Cj0KCQiA4-y8BhC3ARIsAHmjC_G")
+    );
+    assert_eq!(google.mkt_network.as_deref(), Some("Google"));
+
+    // Meta ads: utm parameters with {{ad.name}} macros filled in, and fbclid
+    let meta = enrich(
+        "https://shop.example.com/?utm_source=facebook&utm_medium=paid_social&utm_campaign=prospecting&utm_content=carousel+v2&fbclid=IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMs",
+        Some("https://l.facebook.com/"),
+    );
+    assert_eq!(meta.mkt_content.as_deref(), Some("carousel v2"));
+    assert_eq!(meta.mkt_network.as_deref(), Some("Facebook"));
+    assert!(meta.mkt_clickid.as_deref().unwrap().starts_with("IwAR2F4"));
+
+    // an email tool (Mailchimp-style tagging) and Microsoft Ads
+    let email = enrich(
+        "https://shop.example.com/c/dairy?utm_source=newsletter&utm_medium=email&utm_campaign=weekly_offers&mc_cid=5a1b2c&mc_eid=9f8e7d",
+        None,
+    );
+    assert_eq!(email.mkt_medium.as_deref(), Some("email"));
+    assert_eq!(email.mkt_clickid, None);
+    let bing = enrich(
+        "https://shop.example.com/?msclkid=2c3d4e5f6a7b8c9d&utm_source=bing",
+        None,
+    );
+    assert_eq!(bing.mkt_network.as_deref(), Some("Microsoft"));
+
+    // no campaign parameters: nothing invented
+    let plain = enrich("https://shop.example.com/p/sku-001?colour=red", None);
+    assert_eq!(
+        (plain.mkt_medium, plain.mkt_source, plain.mkt_clickid),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn referers_from_search_social_email_and_the_site_itself() {
+    let classify = |referer: &str| {
+        let event = enrich("https://shop.example.com/p/sku-001", Some(referer));
+        (event.refr_medium, event.refr_source, event.refr_term)
+    };
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        classify("https://www.google.com/"),
+        (some("search"), some("Google"), None)
+    );
+    assert_eq!(
+        classify("https://www.google.co.uk/search?q=sourdough+loaf&hl=en"),
+        (some("search"), some("Google"), some("sourdough loaf"))
+    );
+    assert_eq!(
+        classify("https://www.bing.com/search?q=fresh%20bread&form=QBLH"),
+        (some("search"), some("Bing"), some("fresh bread"))
+    );
+    assert_eq!(
+        classify("https://duckduckgo.com/"),
+        (some("search"), some("DuckDuckGo"), None)
+    );
+    assert_eq!(
+        classify("https://search.yahoo.com/search?p=greek+yoghurt"),
+        (some("search"), some("Yahoo!"), some("greek yoghurt"))
+    );
+    assert_eq!(
+        classify("https://yandex.ru/search/?text=%D1%85%D0%BB%D0%B5%D0%B1"),
+        (some("search"), some("Yandex"), some("хлеб"))
+    );
+    assert_eq!(
+        classify("https://m.facebook.com/"),
+        (some("social"), some("Facebook"), None)
+    );
+    assert_eq!(
+        classify("https://l.instagram.com/?u=https%3A%2F%2Fshop.example.com"),
+        (some("social"), some("Instagram"), None)
+    );
+    assert_eq!(
+        classify("https://t.co/AbCdEf"),
+        (some("social"), some("Twitter"), None)
+    );
+    assert_eq!(
+        classify("https://mail.google.com/mail/u/0/"),
+        (some("email"), some("Gmail"), None)
+    );
+    assert_eq!(
+        classify("https://outlook.live.com/"),
+        (some("email"), some("Outlook.com"), None)
+    );
+    assert_eq!(
+        classify("https://www.googleadservices.com/pagead/aclk?sa=L"),
+        (some("paid"), some("Google"), None)
+    );
+    assert_eq!(
+        classify("https://shop.example.com/c/bread"),
+        (some("internal"), None, None)
+    );
+    assert_eq!(
+        classify("https://news.example.org/best-bread"),
+        (some("unknown"), None, None)
+    );
+    // look-alikes are not the engine
+    assert_eq!(
+        classify("https://notgoogle.com/search?q=x").0,
+        some("unknown")
+    );
+    assert_eq!(
+        classify("https://google.evil.example.net/").0,
+        some("unknown")
+    );
+    // not a web referer: left alone
+    assert_eq!(
+        classify("android-app://com.google.android.gm/"),
+        (None, None, None)
+    );
+    assert_eq!(classify("not a url"), (None, None, None));
+
+    let configured = RefererClassification::new(&RefererConfig {
+        enabled: true,
+        internal_domains: vec!["checkout.example.com".into()],
+    })
+    .unwrap();
+    assert_eq!(
+        configured
+            .classify(
+                "https://pay.checkout.example.com/done",
+                Some("shop.example.com")
+            )
+            .unwrap()
+            .0,
+        "internal"
+    );
+    assert!(
+        RefererClassification::new(&RefererConfig {
+            enabled: true,
+            internal_domains: vec!["https://x.com/".into()]
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn the_full_address_is_never_kept() {
+    let event = enrich("https://shop.example.com/", None);
+    assert_eq!(event.user_ipaddress.as_deref(), Some("81.2.69.x"));
+}
+
+#[test]
+fn captured_traffic_is_enriched_on_the_way_in() {
+    let enrichments = Enrichments::from_config(&EnrichmentsConfig::default()).unwrap();
+    assert_eq!(
+        enrichments.names(),
+        ["campaign_attribution", "referer", "ip_anonymisation"]
+    );
+    let resolver = Resolver::new(vec![
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/iglu"),
+    ]);
+    let mut events = 0;
+    for fixture in fixtures() {
+        let processed = process_payload_with(&fixture.payload, &resolver, &enrichments, ETL);
+        for event in &processed.events {
+            events += 1;
+            if let Some(ip) = &event.user_ipaddress {
+                assert!(
+                    ip.ends_with(".x") || ip.ends_with(":x"),
+                    "{}: {ip}",
+                    fixture.name
+                );
+            }
+        }
+        assert!(
+            processed
+                .bad_rows
+                .iter()
+                .all(|row| row.failure_type != FailureType::EnrichmentFailures)
+        );
+    }
+    assert!(events > 0);
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let mut config = EnrichmentsConfig::default();
+    config.campaign_attribution.medium = vec![" ".into()];
+    let error = Enrichments::from_config(&config).err().unwrap().to_string();
+    assert!(
+        error.contains("enrichments.campaign_attribution.medium"),
+        "{error}"
+    );
+    let mut config = EnrichmentsConfig::default();
+    config.ip_anonymisation.ipv4_octets = 7;
+    let error = Enrichments::from_config(&config).err().unwrap().to_string();
+    assert!(
+        error.contains("enrichments.ip_anonymisation.ipv4_octets"),
+        "{error}"
+    );
+    let mut config = EnrichmentsConfig::default();
+    config.campaign_attribution.enabled = false;
+    config.ip_anonymisation.enabled = false;
+    assert_eq!(
+        Enrichments::from_config(&config).unwrap().names(),
+        ["referer"]
+    );
+}
