@@ -37,6 +37,10 @@ const CHANNELS: &str = "SELECT coalesce(mkt_medium, refr_medium, 'direct') AS ch
      WHERE event = 'page_view' AND (refr_medium IS NULL OR refr_medium <> 'internal') \
      GROUP BY 1 ORDER BY sessions DESC";
 
+/// Sessions by the device class the user agent enrichment found.
+const DEVICES: &str = "SELECT dvce_type AS device_class, count(DISTINCT domain_sessionid) AS sessions \
+     FROM atomic.events GROUP BY 1 ORDER BY sessions DESC";
+
 /// Connections the simulated trackers send over.
 const SENDERS: usize = 16;
 
@@ -83,6 +87,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     )
     .await?;
     let channels = query(&lake, CHANNELS).await?;
+    let devices = query(&lake, DEVICES).await?;
     let sample = query(
         &lake,
         "SELECT event_name, page_urlpath, domain_userid, derived_tstamp \
@@ -116,6 +121,8 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     println!("{}", pretty(&by_event)?);
     println!("weft sql \"{CHANNELS}\"");
     println!("{}", pretty(&channels)?);
+    println!("weft sql \"{DEVICES}\"");
+    println!("{}", pretty(&devices)?);
     println!(
         "weft sql \"SELECT event_name, page_urlpath, domain_userid, derived_tstamp FROM atomic.events ORDER BY derived_tstamp DESC LIMIT 5\""
     );

@@ -232,9 +232,23 @@ impl Default for LoaderConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichmentsConfig {
+    pub user_agent: UserAgentConfig,
     pub campaign_attribution: CampaignAttributionConfig,
     pub referer: RefererConfig,
     pub ip_anonymisation: IpAnonymisationConfig,
+}
+
+/// Browser, OS and device class (bots included) from the user agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserAgentConfig {
+    pub enabled: bool,
+}
+
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,7 @@
 mod campaign;
 mod ip_anonymisation;
 mod referer;
+mod user_agent;
 
 use weft_core::Event;
 use weft_core::config::EnrichmentsConfig;
@@ -14,6 +15,7 @@ use weft_core::config::EnrichmentsConfig;
 pub use campaign::CampaignAttribution;
 pub use ip_anonymisation::IpAnonymisation;
 pub use referer::RefererClassification;
+pub use user_agent::{Parsed as ParsedUserAgent, UserAgent};
 
 /// One enrichment of one event.
 pub trait Enrichment: Send + Sync {
@@ -69,6 +71,9 @@ impl Enrichments {
 
     pub fn from_config(config: &EnrichmentsConfig) -> Result<Self, EnrichmentConfigError> {
         let mut chain: Vec<Box<dyn Enrichment>> = Vec::new();
+        if config.user_agent.enabled {
+            chain.push(Box::new(UserAgent::new()));
+        }
         if config.campaign_attribution.enabled {
             chain.push(Box::new(CampaignAttribution::new(
                 &config.campaign_attribution,

@@ -188,7 +188,12 @@ fn captured_traffic_is_enriched_on_the_way_in() {
     let enrichments = Enrichments::from_config(&EnrichmentsConfig::default()).unwrap();
     assert_eq!(
         enrichments.names(),
-        ["campaign_attribution", "referer", "ip_anonymisation"]
+        [
+            "user_agent",
+            "campaign_attribution",
+            "referer",
+            "ip_anonymisation"
+        ]
     );
     let resolver = Resolver::new(vec![
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/iglu"),
@@ -235,8 +240,85 @@ fn config_errors_name_the_key() {
     let mut config = EnrichmentsConfig::default();
     config.campaign_attribution.enabled = false;
     config.ip_anonymisation.enabled = false;
+    config.user_agent.enabled = false;
     assert_eq!(
         Enrichments::from_config(&config).unwrap().names(),
         ["referer"]
     );
+}
+
+#[test]
+fn user_agents_of_current_browsers_apps_and_crawlers() {
+    let ua = weft_enrich::enrichments::UserAgent::new();
+    let cases = [
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+            ("Chrome", "Chrome 131", "Windows", "desktop"),
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            ("Mobile Safari", "Mobile Safari 17", "iOS", "mobile"),
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            ("Firefox", "Firefox 133", "Windows", "desktop"),
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.86",
+            ("Edge", "Edge 131", "Windows", "desktop"),
+        ),
+        (
+            "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            ("Mobile Safari", "Mobile Safari 17", "iOS", "tablet"),
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+            ("Chrome Mobile", "Chrome Mobile 131", "Android", "mobile"),
+        ),
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            ("Googlebot", "Googlebot 2", "", "bot"),
+        ),
+    ];
+    for (agent, (family, name, os, class)) in cases {
+        let parsed = ua.parse(agent);
+        assert_eq!(parsed.browser_family.as_deref(), Some(family), "{agent}");
+        assert_eq!(parsed.browser_name.as_deref(), Some(name), "{agent}");
+        assert_eq!(parsed.os_family.as_deref().unwrap_or(""), os, "{agent}");
+        assert_eq!(parsed.device_class, class, "{agent}");
+    }
+    assert_eq!(
+        ua.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+            .browser_type,
+        "Robot"
+    );
+
+    // an Android app's own agent (Dalvik, as the Android tracker's HTTP client sends it)
+    let app = ua.parse("Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)");
+    assert_eq!(
+        (app.os_family.as_deref(), app.device_class),
+        (Some("Android"), "mobile")
+    );
+
+    // garbage in: nothing invented, no panic
+    let junk = ua.parse("\u{0}\u{1}}{not a browser");
+    assert_eq!(
+        (junk.browser_family.clone(), junk.device_class),
+        (None, "unknown")
+    );
+
+    // through the chain: the event's fields
+    let mut event = Event {
+        useragent: Some(cases[1].0.into()),
+        ..Event::default()
+    };
+    Enrichments::from_config(&EnrichmentsConfig::default())
+        .unwrap()
+        .apply(&mut event)
+        .unwrap();
+    assert_eq!(event.dvce_type.as_deref(), Some("mobile"));
+    assert_eq!(event.dvce_ismobile, Some(true));
+    assert_eq!(event.os_name.as_deref(), Some("iOS 17.5"));
+    assert_eq!(event.os_manufacturer.as_deref(), Some("Apple Inc."));
+    assert_eq!(event.br_version.as_deref(), Some("17.5"));
 }
