@@ -235,6 +235,7 @@ pub struct EnrichmentsConfig {
     pub user_agent: UserAgentConfig,
     pub campaign_attribution: CampaignAttributionConfig,
     pub referer: RefererConfig,
+    pub pii_pseudonymisation: PiiPseudonymisationConfig,
     pub ip_anonymisation: IpAnonymisationConfig,
 }
 
@@ -310,6 +311,33 @@ impl Default for RefererConfig {
             internal_domains: Vec::new(),
         }
     }
+}
+
+/// Replaces chosen values by their salted SHA-256, so events can still be
+/// joined on them but no longer read. Off until fields are chosen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiiPseudonymisationConfig {
+    pub enabled: bool,
+    /// Atomic fields, e.g. `user_id`, `network_userid`.
+    pub fields: Vec<String>,
+    /// Values inside self-describing events and contexts.
+    pub json: Vec<PiiJsonField>,
+    /// The salt; prefer `salt_env`, so it stays out of files.
+    pub salt: String,
+    /// An environment variable holding the salt (used when `salt` is empty).
+    pub salt_env: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PiiJsonField {
+    /// `unstruct_event` or `contexts`.
+    pub field: String,
+    /// The schemas it applies to: `iglu:com.acme/user/jsonschema/1-*-*`.
+    pub schema: String,
+    /// Where the value is inside the data: `$.email`, `$.customer.phone`, `$.items[*].email`.
+    pub path: String,
 }
 
 /// Masks the end of `user_ipaddress` with `x`, as Snowplow's IP anonymisation does;

@@ -6,6 +6,7 @@
 
 mod campaign;
 mod ip_anonymisation;
+mod pii;
 mod referer;
 mod user_agent;
 
@@ -14,6 +15,7 @@ use weft_core::config::EnrichmentsConfig;
 
 pub use campaign::CampaignAttribution;
 pub use ip_anonymisation::IpAnonymisation;
+pub use pii::PiiPseudonymisation;
 pub use referer::RefererClassification;
 pub use user_agent::{Parsed as ParsedUserAgent, UserAgent};
 
@@ -81,6 +83,11 @@ impl Enrichments {
         }
         if config.referer.enabled {
             chain.push(Box::new(RefererClassification::new(&config.referer)?));
+        }
+        if config.pii_pseudonymisation.enabled {
+            chain.push(Box::new(PiiPseudonymisation::new(
+                &config.pii_pseudonymisation,
+            )?));
         }
         // last: every enrichment before it may need the full address
         if config.ip_anonymisation.enabled {

@@ -322,3 +322,129 @@ fn user_agents_of_current_browsers_apps_and_crawlers() {
     assert_eq!(event.os_manufacturer.as_deref(), Some("Apple Inc."));
     assert_eq!(event.br_version.as_deref(), Some("17.5"));
 }
+
+mod pii {
+    use serde_json::json;
+    use weft_core::Event;
+    use weft_core::config::{PiiJsonField, PiiPseudonymisationConfig};
+    use weft_enrich::Enrichment;
+    use weft_enrich::enrichments::PiiPseudonymisation;
+
+    const SALT: &str = "pepper-and-salt-0123456789";
+
+    fn config(salt: &str) -> PiiPseudonymisationConfig {
+        PiiPseudonymisationConfig {
+            enabled: true,
+            fields: vec!["user_id".into(), "network_userid".into()],
+            json: vec![
+                PiiJsonField {
+                    field: "contexts".into(),
+                    schema: "iglu:com.acme/user/jsonschema/1-*-*".into(),
+                    path: "$.email".into(),
+                },
+                PiiJsonField {
+                    field: "unstruct_event".into(),
+                    schema: "iglu:com.acme/newsletter_signup/jsonschema/1-0-*".into(),
+                    path: "$.email".into(),
+                },
+                PiiJsonField {
+                    field: "contexts".into(),
+                    schema: "iglu:com.acme/household/jsonschema/1-*-*".into(),
+                    path: "$.members[*].email".into(),
+                },
+            ],
+            salt: salt.into(),
+            salt_env: String::new(),
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            user_id: Some("1000042".into()),
+            network_userid: Some("0fa58e88-2e5a-4312-9ad0-b97bdac824b4".into()),
+            domain_userid: Some("d0a2304c-1243-4784-8287-0d0ffa13a84b".into()),
+            unstruct_event: Some(
+                json!({"schema": "iglu:com.acme/newsletter_signup/jsonschema/1-0-0", "data": {"email": "ann@example.com", "consent_marketing": true}}),
+            ),
+            contexts: Some(json!([
+                {"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"user_id": "1000042", "email": "ann@example.com"}},
+                {"schema": "iglu:com.acme/user/jsonschema/2-0-0", "data": {"email": "other-major@example.com"}},
+                {"schema": "iglu:com.acme/household/jsonschema/1-0-0", "data": {"members": [{"email": "a@example.com"}, {"email": "b@example.com"}]}},
+            ])),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn chosen_fields_and_json_paths_are_hashed_with_the_salt() {
+        let pii = PiiPseudonymisation::new(&config(SALT)).unwrap();
+        let mut e = event();
+        pii.enrich(&mut e).unwrap();
+        let email_hash = pii.hash("ann@example.com");
+        assert_eq!(email_hash.len(), 64);
+        assert_eq!(e.user_id, Some(pii.hash("1000042")));
+        assert_ne!(
+            e.network_userid.as_deref(),
+            Some("0fa58e88-2e5a-4312-9ad0-b97bdac824b4")
+        );
+        assert_eq!(
+            e.domain_userid.as_deref(),
+            Some("d0a2304c-1243-4784-8287-0d0ffa13a84b"),
+            "not chosen, kept"
+        );
+        let contexts = e.contexts.clone().unwrap();
+        assert_eq!(contexts[0]["data"]["email"], email_hash.as_str());
+        assert_eq!(
+            contexts[0]["data"]["user_id"], "1000042",
+            "only the chosen path"
+        );
+        assert_eq!(
+            contexts[1]["data"]["email"], "other-major@example.com",
+            "another model is not matched"
+        );
+        assert_eq!(
+            contexts[2]["data"]["members"][1]["email"],
+            pii.hash("b@example.com").as_str()
+        );
+        assert_eq!(
+            e.unstruct_event.clone().unwrap()["data"]["email"],
+            email_hash.as_str()
+        );
+        // the same email hashes the same in the event and the context: they still join
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(!text.contains("ann@example.com") && !text.contains(SALT));
+
+        let other = PiiPseudonymisation::new(&config("another-salt-entirely-42")).unwrap();
+        assert_ne!(
+            other.hash("ann@example.com"),
+            email_hash,
+            "another salt, another hash"
+        );
+        assert_eq!(
+            PiiPseudonymisation::new(&config(SALT))
+                .unwrap()
+                .hash("ann@example.com"),
+            email_hash
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_key() {
+        let refused = |config: PiiPseudonymisationConfig| {
+            PiiPseudonymisation::new(&config).err().unwrap().to_string()
+        };
+        assert!(refused(config("short")).contains("pii_pseudonymisation.salt"));
+        let mut c = config(SALT);
+        c.fields = vec!["page_title".into()];
+        assert!(refused(c).contains("pii_pseudonymisation.fields"));
+        let mut c = config(SALT);
+        c.json[0].path = "email".into();
+        assert!(refused(c).contains("pii_pseudonymisation.json.path"));
+        let mut c = config(SALT);
+        c.json[0].schema = "com.acme/user".into();
+        assert!(refused(c).contains("pii_pseudonymisation.json.schema"));
+        let mut c = config("");
+        c.salt_env = "WEFT_TEST_SALT_THAT_IS_NOT_SET".into();
+        assert!(refused(c).contains("WEFT_TEST_SALT_THAT_IS_NOT_SET"));
+    }
+}
