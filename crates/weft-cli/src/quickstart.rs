@@ -56,7 +56,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
             config.collector.trusted_proxies.push(net);
         }
     }
-    crate::run::check_config(&config)?;
+    let enrichments = crate::run::enrichments(&config)?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     weft_sim::out::install_schemas(&config.data_dir).map_err(anyhow::Error::msg)?;
     let running = serve::start(&config).await?;
@@ -75,7 +75,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let syncs = running.log.stats().syncs.load(Ordering::Relaxed);
 
     let loading = Instant::now();
-    let report = crate::run::loader(&config, running.log.clone())?
+    let report = crate::run::loader(&config, running.log.clone(), enrichments.clone())
         .load()
         .await
         .context("loading the raw log into the lake")?;
@@ -141,7 +141,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     if args.no_serve {
         return running.stop().await;
     }
-    let pipeline = serve::Pipeline::start(&config, running.log.clone())?;
+    let pipeline = serve::Pipeline::start(&config, running.log.clone(), enrichments);
     println!();
     println!(
         "weft is serving at {base_url}  (trackers: POST /com.snowplowanalytics.snowplow/tp2, GET /i; health: /health; metrics: /metrics)"

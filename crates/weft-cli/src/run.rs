@@ -29,10 +29,11 @@ pub enum Stage {
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<()> {
+    let enrichments = enrichments(&config)?;
     let _lock = data_dir::lock(&config.data_dir)?;
     if matches!(args.stage, None | Some(Stage::Load)) {
         let log = open_log(&config)?;
-        let report = loader(&config, log)?.load().await?;
+        let report = loader(&config, log, enrichments).load().await?;
         print_load(&report);
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
@@ -69,25 +70,24 @@ pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
     Ok(Arc::new(log))
 }
 
-/// Settings checked before anything starts, so a mistake is one clear line.
-pub fn check_config(config: &Config) -> Result<()> {
-    Enrichments::from_config(&config.enrichments).map_err(|e| UsageError(e.to_string()))?;
-    Ok(())
-}
-
-/// The loader as configured: schemas from the registries, the enrichments of
-/// `[enrichments]` (a bad setting is a usage error, exit status 2).
-pub fn loader(config: &Config, log: Arc<FileLog>) -> Result<Loader> {
+/// The configured enrichments, built once before anything starts, so a bad
+/// setting is one clear line (a usage error, exit status 2).
+pub fn enrichments(config: &Config) -> Result<Arc<Enrichments>> {
     let enrichments =
         Enrichments::from_config(&config.enrichments).map_err(|e| UsageError(e.to_string()))?;
-    Ok(Loader::new(
+    Ok(Arc::new(enrichments))
+}
+
+/// The loader as configured: schemas from the registries, then the enrichments.
+pub fn loader(config: &Config, log: Arc<FileLog>, enrichments: Arc<Enrichments>) -> Loader {
+    Loader::new(
         log,
         Arc::new(Resolver::from_config(config)),
         Lake::new(&config.data_dir),
     )
-    .with_enrichments(Arc::new(enrichments))
+    .with_enrichments(enrichments)
     .with_batch_records(config.loader.batch_records)
-    .with_dedup_window_days(config.loader.dedup_window_days))
+    .with_dedup_window_days(config.loader.dedup_window_days)
 }
 
 pub fn print_load(report: &LoadReport) {

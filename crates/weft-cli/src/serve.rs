@@ -11,6 +11,7 @@ use weft_collect::metrics::Metrics;
 use weft_collect::service::{Collector, router};
 use weft_collect::{FileLog, server};
 use weft_core::Config;
+use weft_enrich::Enrichments;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -72,15 +73,14 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.addr {
         config.server.addr = addr;
     }
-    crate::run::check_config(&config)?;
+    let enrichments = crate::run::enrichments(&config)?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     let running = start(&config).await?;
     // scripts and tests read this line to find the port
     println!("weft listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, data_dir = %config.data_dir.display(), "serving");
-    let pipeline = (!args.no_pipeline)
-        .then(|| Pipeline::start(&config, running.log.clone()))
-        .transpose()?;
+    let pipeline =
+        (!args.no_pipeline).then(|| Pipeline::start(&config, running.log.clone(), enrichments));
     shutdown_signal().await;
     running.stop().await?;
     if let Some(pipeline) = pipeline {
@@ -96,8 +96,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(config: &Config, log: Arc<FileLog>) -> Result<Self> {
-        let loader = crate::run::loader(config, log)?;
+    pub fn start(config: &Config, log: Arc<FileLog>, enrichments: Arc<Enrichments>) -> Self {
+        let loader = crate::run::loader(config, log, enrichments);
         let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
         let lake = weft_lake::Lake::new(&config.data_dir);
         let maintenance = crate::run::maintenance_options(config);
@@ -125,7 +125,7 @@ impl Pipeline {
                 }
             }
         });
-        Ok(Self { stop, task })
+        Self { stop, task }
     }
 
     pub async fn stop(self) -> Result<()> {

@@ -235,6 +235,7 @@ pub struct EnrichmentsConfig {
     pub user_agent: UserAgentConfig,
     pub campaign_attribution: CampaignAttributionConfig,
     pub referer: RefererConfig,
+    pub ip_lookups: IpLookupsConfig,
     pub pii_pseudonymisation: PiiPseudonymisationConfig,
     pub ip_anonymisation: IpAnonymisationConfig,
 }
@@ -309,6 +310,25 @@ impl Default for RefererConfig {
         Self {
             enabled: true,
             internal_domains: Vec::new(),
+        }
+    }
+}
+
+/// `geo_*` fields from a MaxMind-format database. Without one (not set, or
+/// not found) the enrichment is skipped with one warning.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpLookupsConfig {
+    pub enabled: bool,
+    /// A GeoIP2 / GeoLite2 City (or Country) `.mmdb` file.
+    pub database: Option<PathBuf>,
+}
+
+impl Default for IpLookupsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            database: None,
         }
     }
 }

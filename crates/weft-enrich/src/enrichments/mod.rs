@@ -6,6 +6,7 @@
 
 mod campaign;
 mod ip_anonymisation;
+mod ip_lookups;
 mod pii;
 mod referer;
 mod user_agent;
@@ -15,6 +16,7 @@ use weft_core::config::EnrichmentsConfig;
 
 pub use campaign::CampaignAttribution;
 pub use ip_anonymisation::IpAnonymisation;
+pub use ip_lookups::IpLookups;
 pub use pii::PiiPseudonymisation;
 pub use referer::RefererClassification;
 pub use user_agent::{Parsed as ParsedUserAgent, UserAgent};
@@ -83,6 +85,22 @@ impl Enrichments {
         }
         if config.referer.enabled {
             chain.push(Box::new(RefererClassification::new(&config.referer)?));
+        }
+        if config.ip_lookups.enabled {
+            match &config.ip_lookups.database {
+                Some(path) if path.is_file() => {
+                    chain.push(Box::new(IpLookups::open(path).map_err(|reason| {
+                        EnrichmentConfigError::new("ip_lookups.database", reason)
+                    })?))
+                }
+                Some(path) => tracing::warn!(
+                    database = %path.display(),
+                    "ip_lookups: the MaxMind database is not there; events get no geo_* fields"
+                ),
+                None => tracing::warn!(
+                    "ip_lookups: no MaxMind database configured (enrichments.ip_lookups.database); events get no geo_* fields"
+                ),
+            }
         }
         if config.pii_pseudonymisation.enabled {
             chain.push(Box::new(PiiPseudonymisation::new(

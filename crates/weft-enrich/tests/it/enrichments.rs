@@ -448,3 +448,76 @@ mod pii {
         assert!(refused(c).contains("WEFT_TEST_SALT_THAT_IS_NOT_SET"));
     }
 }
+
+#[test]
+fn ip_lookups_fill_geo_from_a_maxmind_database_before_the_address_is_masked() {
+    let database = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/maxmind/GeoIP2-City-Test.mmdb");
+    let mut config = EnrichmentsConfig::default();
+    config.ip_lookups.database = Some(database);
+    let enrichments = Enrichments::from_config(&config).unwrap();
+    assert_eq!(
+        enrichments.names(),
+        [
+            "user_agent",
+            "campaign_attribution",
+            "referer",
+            "ip_lookups",
+            "ip_anonymisation"
+        ]
+    );
+    let locate = |ip: &str| {
+        let mut event = Event {
+            user_ipaddress: Some(ip.into()),
+            ..Event::default()
+        };
+        enrichments.apply(&mut event).unwrap();
+        event
+    };
+    let london = locate("81.2.69.160");
+    assert_eq!(london.geo_country.as_deref(), Some("GB"));
+    assert_eq!(london.geo_city.as_deref(), Some("London"));
+    assert_eq!(london.geo_region.as_deref(), Some("ENG"));
+    assert_eq!(london.geo_region_name.as_deref(), Some("England"));
+    assert_eq!(london.geo_timezone.as_deref(), Some("Europe/London"));
+    assert!(
+        london
+            .geo_latitude
+            .is_some_and(|lat| (51.0..52.0).contains(&lat))
+    );
+    assert_eq!(
+        london.user_ipaddress.as_deref(),
+        Some("81.2.69.x"),
+        "masked after the lookup"
+    );
+    let milton = locate("216.160.83.56");
+    assert_eq!(
+        (
+            milton.geo_country.as_deref(),
+            milton.geo_region.as_deref(),
+            milton.geo_zipcode.as_deref()
+        ),
+        (Some("US"), Some("WA"), Some("98354"))
+    );
+    let ipv6 = locate("2001:218::1");
+    assert_eq!(ipv6.geo_country.as_deref(), Some("JP"));
+    // not in the database: no geo, no failure
+    let private = locate("10.0.0.1");
+    assert_eq!((private.geo_country, private.geo_city), (None, None));
+
+    // a database that is not there: skipped (with a warning), not an error
+    let mut config = EnrichmentsConfig::default();
+    config.ip_lookups.database = Some("/nonexistent/GeoLite2-City.mmdb".into());
+    assert!(
+        !Enrichments::from_config(&config)
+            .unwrap()
+            .names()
+            .contains(&"ip_lookups")
+    );
+    // a file that is not a database: refused at start-up
+    let mut config = EnrichmentsConfig::default();
+    config.ip_lookups.database =
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    let error = Enrichments::from_config(&config).err().unwrap().to_string();
+    assert!(error.contains("enrichments.ip_lookups.database"), "{error}");
+}
