@@ -238,6 +238,9 @@ pub struct EnrichmentsConfig {
     pub ip_lookups: IpLookupsConfig,
     pub pii_pseudonymisation: PiiPseudonymisationConfig,
     pub ip_anonymisation: IpAnonymisationConfig,
+    /// Joins against reference data (`[[enrichments.lookups]]`), each attaching
+    /// the matching row as a derived context.
+    pub lookups: Vec<LookupConfig>,
 }
 
 /// Browser, OS and device class (bots included) from the user agent.
@@ -342,16 +345,36 @@ pub struct PiiPseudonymisationConfig {
     /// Atomic fields, e.g. `user_id`, `network_userid`.
     pub fields: Vec<String>,
     /// Values inside self-describing events and contexts.
-    pub json: Vec<PiiJsonField>,
+    pub json: Vec<JsonField>,
     /// The salt; prefer `salt_env`, so it stays out of files.
     pub salt: String,
     /// An environment variable holding the salt (used when `salt` is empty).
     pub salt_env: String,
 }
 
+/// A join of one event value against a CSV file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct PiiJsonField {
+pub struct LookupConfig {
+    /// Names the lookup in logs and bad rows.
+    pub name: String,
+    /// A CSV file with a header row.
+    pub csv: PathBuf,
+    /// The CSV column matched against the event's value.
+    pub key_column: String,
+    /// The event's value: an atomic field (`ti_sku`, `se_label`, …) …
+    #[serde(default)]
+    pub atomic: Option<String>,
+    /// … or a value inside a self-describing event or context.
+    #[serde(default)]
+    pub json: Option<JsonField>,
+    /// The Iglu URI of the context the matching row is attached as.
+    pub schema: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JsonField {
     /// `unstruct_event` or `contexts`.
     pub field: String,
     /// The schemas it applies to: `iglu:com.acme/user/jsonschema/1-*-*`.

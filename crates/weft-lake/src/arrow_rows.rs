@@ -123,7 +123,10 @@ fn self_describing_columns(event: &Event) -> BTreeMap<String, Value> {
             unstruct.get("data").cloned().unwrap_or(Value::Null),
         );
     }
-    if let Some(Value::Array(contexts)) = &event.contexts {
+    // derived contexts (from enrichments) share the columns of sent ones, as in Snowplow's lake loader
+    let sent = event.contexts.as_ref().and_then(Value::as_array);
+    let derived = event.derived_contexts.as_ref().and_then(Value::as_array);
+    for contexts in [sent, derived].into_iter().flatten() {
         for entity in contexts {
             if let Some(key) = key_of(entity) {
                 let list = columns

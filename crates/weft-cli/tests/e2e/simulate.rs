@@ -290,3 +290,39 @@ fn a_bad_enrichment_setting_stops_the_start_with_its_key() {
         "an unknown enrichment is refused"
     );
 }
+
+#[test]
+fn a_lookup_from_weft_toml_lands_as_a_context_column() {
+    let data = tempfile::tempdir().unwrap();
+    simulate(&["--visitors", "40", "--end", "2026-10-01"], data.path());
+    let catalogue = data.path().join("catalogue.csv");
+    std::fs::write(&catalogue, "sku,brand\nSKU-001,Acme Bakery\nSKU-101,Fizz & Co\nSKU-201,Dairy Ltd\nSKU-301,Green Farm\nSKU-401,Crunch\nSKU-501,Sparkle\nSKU-601,Glow\n").unwrap();
+    let config = data.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[enrichments.lookups]]\nname = \"catalogue\"\ncsv = \"{}\"\nkey_column = \"sku\"\nschema = \"iglu:com.acme/catalogue_entry/jsonschema/1-0-0\"\njson = {{ field = \"contexts\", schema = \"iglu:com.acme/product_entity/jsonschema/1-*-*\", path = \"$.sku\" }}\n",
+            catalogue.display()
+        ),
+    )
+    .unwrap();
+    let output = weft()
+        .args(["run", "load", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let joined = column(
+        data.path(),
+        "SELECT json_get_str(contexts_com_acme_catalogue_entry_1, 0, 'brand') AS brand, count(*) FROM atomic.events \
+         WHERE json_get_str(contexts_com_acme_product_entity_1, 0, 'sku') = 'SKU-001' GROUP BY 1",
+    );
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert!(joined[0].starts_with("Acme Bakery,"), "{joined:?}");
+}

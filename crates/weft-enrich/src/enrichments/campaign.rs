@@ -52,7 +52,7 @@ impl CampaignAttribution {
 }
 
 impl Enrichment for CampaignAttribution {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "campaign_attribution"
     }
 

@@ -61,7 +61,7 @@ impl IpAnonymisation {
 }
 
 impl Enrichment for IpAnonymisation {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "ip_anonymisation"
     }
 

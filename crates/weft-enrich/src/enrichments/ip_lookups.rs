@@ -30,7 +30,7 @@ impl IpLookups {
 }
 
 impl Enrichment for IpLookups {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "ip_lookups"
     }
 

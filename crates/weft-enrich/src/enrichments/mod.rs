@@ -7,6 +7,8 @@
 mod campaign;
 mod ip_anonymisation;
 mod ip_lookups;
+mod json_path;
+mod lookup;
 mod pii;
 mod referer;
 mod user_agent;
@@ -17,6 +19,7 @@ use weft_core::config::EnrichmentsConfig;
 pub use campaign::CampaignAttribution;
 pub use ip_anonymisation::IpAnonymisation;
 pub use ip_lookups::IpLookups;
+pub use lookup::Lookup;
 pub use pii::PiiPseudonymisation;
 pub use referer::RefererClassification;
 pub use user_agent::{Parsed as ParsedUserAgent, UserAgent};
@@ -24,7 +27,7 @@ pub use user_agent::{Parsed as ParsedUserAgent, UserAgent};
 /// One enrichment of one event.
 pub trait Enrichment: Send + Sync {
     /// The name used in config (`[enrichments.NAME]`) and in bad rows.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Enriches the event in place. An error makes the event a bad row
     /// (`enrichment_failures`) carrying this enrichment's name and the message.
@@ -57,13 +60,19 @@ pub struct Enrichments {
 /// An enrichment that failed on an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichmentFailure {
-    pub enrichment: &'static str,
+    pub enrichment: String,
     pub message: String,
 }
 
 impl std::fmt::Display for EnrichmentFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.enrichment, self.message)
+    }
+}
+
+impl std::fmt::Debug for Enrichments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
     }
 }
 
@@ -102,6 +111,9 @@ impl Enrichments {
                 ),
             }
         }
+        for (index, lookup) in config.lookups.iter().enumerate() {
+            chain.push(Box::new(Lookup::new(lookup, index)?));
+        }
         if config.pii_pseudonymisation.enabled {
             chain.push(Box::new(PiiPseudonymisation::new(
                 &config.pii_pseudonymisation,
@@ -115,7 +127,7 @@ impl Enrichments {
     }
 
     /// Names of the enrichments that run, in order.
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn names(&self) -> Vec<&str> {
         self.chain.iter().map(|e| e.name()).collect()
     }
 
@@ -125,7 +137,7 @@ impl Enrichments {
             enrichment
                 .enrich(event)
                 .map_err(|message| EnrichmentFailure {
-                    enrichment: enrichment.name(),
+                    enrichment: enrichment.name().to_owned(),
                     message,
                 })?;
         }

@@ -194,7 +194,7 @@ fn matches_host(host: &str, pattern: &str) -> bool {
 }
 
 impl Enrichment for RefererClassification {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "referer"
     }
 

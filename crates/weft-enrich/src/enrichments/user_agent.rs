@@ -167,7 +167,7 @@ fn parse(agent: &str) -> Parsed {
 }
 
 impl Enrichment for UserAgent {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "user_agent"
     }
 

@@ -326,7 +326,7 @@ fn user_agents_of_current_browsers_apps_and_crawlers() {
 mod pii {
     use serde_json::json;
     use weft_core::Event;
-    use weft_core::config::{PiiJsonField, PiiPseudonymisationConfig};
+    use weft_core::config::{JsonField, PiiPseudonymisationConfig};
     use weft_enrich::Enrichment;
     use weft_enrich::enrichments::PiiPseudonymisation;
 
@@ -337,17 +337,17 @@ mod pii {
             enabled: true,
             fields: vec!["user_id".into(), "network_userid".into()],
             json: vec![
-                PiiJsonField {
+                JsonField {
                     field: "contexts".into(),
                     schema: "iglu:com.acme/user/jsonschema/1-*-*".into(),
                     path: "$.email".into(),
                 },
-                PiiJsonField {
+                JsonField {
                     field: "unstruct_event".into(),
                     schema: "iglu:com.acme/newsletter_signup/jsonschema/1-0-*".into(),
                     path: "$.email".into(),
                 },
-                PiiJsonField {
+                JsonField {
                     field: "contexts".into(),
                     schema: "iglu:com.acme/household/jsonschema/1-*-*".into(),
                     path: "$.members[*].email".into(),
@@ -520,4 +520,126 @@ fn ip_lookups_fill_geo_from_a_maxmind_database_before_the_address_is_masked() {
         Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
     let error = Enrichments::from_config(&config).err().unwrap().to_string();
     assert!(error.contains("enrichments.ip_lookups.database"), "{error}");
+}
+
+mod lookup {
+    use serde_json::json;
+    use weft_core::Event;
+    use weft_core::config::{EnrichmentsConfig, JsonField, LookupConfig};
+    use weft_enrich::Enrichments;
+
+    fn catalogue(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("catalogue.csv");
+        std::fs::write(
+            &path,
+            "sku,brand,margin_band,organic\nSKU-001,Acme Bakery,high,true\nSKU-101,Fizz & Co,low,\n\"SKU-201\",\"Dairy, Ltd\",medium,false\nSKU-001,Duplicate,low,false\n",
+        )
+        .unwrap();
+        path
+    }
+
+    fn config(csv: std::path::PathBuf) -> LookupConfig {
+        LookupConfig {
+            name: "catalogue".into(),
+            csv,
+            key_column: "sku".into(),
+            atomic: None,
+            json: Some(JsonField {
+                field: "contexts".into(),
+                schema: "iglu:com.acme/product_entity/jsonschema/1-*-*".into(),
+                path: "$.sku".into(),
+            }),
+            schema: "iglu:com.acme/catalogue_entry/jsonschema/1-0-0".into(),
+        }
+    }
+
+    fn with(lookups: Vec<LookupConfig>) -> Result<Enrichments, String> {
+        let config = EnrichmentsConfig {
+            lookups,
+            ..EnrichmentsConfig::default()
+        };
+        Enrichments::from_config(&config).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn matching_rows_are_attached_as_derived_contexts() {
+        let dir = tempfile::tempdir().unwrap();
+        let enrichments = with(vec![config(catalogue(dir.path()))]).unwrap();
+        assert!(enrichments.names().contains(&"lookup:catalogue"));
+        let mut event = Event {
+            contexts: Some(json!([
+                {"schema": "iglu:com.acme/product_entity/jsonschema/1-0-1", "data": {"sku": "SKU-001"}},
+                {"schema": "iglu:com.acme/product_entity/jsonschema/1-0-0", "data": {"sku": "SKU-201"}},
+                {"schema": "iglu:com.acme/product_entity/jsonschema/1-0-1", "data": {"sku": "SKU-999"}},
+                {"schema": "iglu:com.acme/product_entity/jsonschema/1-0-1", "data": {"sku": "SKU-001"}},
+            ])),
+            ..Event::default()
+        };
+        enrichments.apply(&mut event).unwrap();
+        let derived = event.derived_contexts.unwrap();
+        let derived = derived.as_array().unwrap();
+        assert_eq!(
+            derived.len(),
+            2,
+            "one per distinct match, none for the unknown SKU: {derived:?}"
+        );
+        assert_eq!(
+            derived[0]["schema"],
+            "iglu:com.acme/catalogue_entry/jsonschema/1-0-0"
+        );
+        assert_eq!(
+            derived[0]["data"],
+            json!({"sku": "SKU-001", "brand": "Acme Bakery", "margin_band": "high", "organic": "true"})
+        );
+        assert_eq!(derived[1]["data"]["brand"], "Dairy, Ltd");
+
+        // from an atomic field instead: a transaction item's SKU
+        let mut atomic = config(catalogue(dir.path()));
+        atomic.json = None;
+        atomic.atomic = Some("ti_sku".into());
+        let enrichments = with(vec![atomic]).unwrap();
+        let mut item = Event {
+            ti_sku: Some("SKU-101".into()),
+            ..Event::default()
+        };
+        enrichments.apply(&mut item).unwrap();
+        assert_eq!(
+            item.derived_contexts.unwrap()[0]["data"]["organic"],
+            json!(null)
+        );
+    }
+
+    #[test]
+    fn a_bad_lookup_is_refused_at_start_up_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = catalogue(dir.path());
+        let mut missing = config(dir.path().join("nope.csv"));
+        missing.name = "x".into();
+        assert!(
+            with(vec![missing])
+                .unwrap_err()
+                .contains("enrichments.lookups[0].csv")
+        );
+        let mut column = config(csv.clone());
+        column.key_column = "SKU".into();
+        assert!(
+            with(vec![column])
+                .unwrap_err()
+                .contains("lookups[0].key_column")
+        );
+        let mut both = config(csv.clone());
+        both.atomic = Some("ti_sku".into());
+        assert!(with(vec![both]).unwrap_err().contains("exactly one"));
+        let mut field = config(csv.clone());
+        field.json = None;
+        field.atomic = Some("dvce_screenwidth".into());
+        assert!(with(vec![field]).unwrap_err().contains("lookups[0].atomic"));
+        let mut schema = config(csv);
+        schema.schema = "catalogue".into();
+        assert!(
+            with(vec![schema])
+                .unwrap_err()
+                .contains("lookups[0].schema")
+        );
+    }
 }
