@@ -232,6 +232,7 @@ impl Default for LoaderConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichmentsConfig {
+    pub event_fingerprint: EventFingerprintConfig,
     pub user_agent: UserAgentConfig,
     pub campaign_attribution: CampaignAttributionConfig,
     pub referer: RefererConfig,
@@ -241,6 +242,25 @@ pub struct EnrichmentsConfig {
     /// Joins against reference data (`[[enrichments.lookups]]`), each attaching
     /// the matching row as a derived context.
     pub lookups: Vec<LookupConfig>,
+}
+
+/// Snowplow's event fingerprint: MD5 of the tracker parameters except those
+/// listed, which a resend may change. The loader drops an event whose id and
+/// fingerprint it already has; disabled, events are deduplicated by nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventFingerprintConfig {
+    pub enabled: bool,
+    pub excluded_parameters: Vec<String>,
+}
+
+impl Default for EventFingerprintConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            excluded_parameters: ["cv", "eid", "nuid", "stm"].map(String::from).to_vec(),
+        }
+    }
 }
 
 /// Browser, OS and device class (bots included) from the user agent.

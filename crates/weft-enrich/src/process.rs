@@ -72,6 +72,9 @@ pub fn process_payload_with(
             }
         };
         let mut event = event;
+        if !enrichments.default_fingerprint() {
+            event.event_fingerprint = enrichments.fingerprint(&raw.params);
+        }
         let messages = schema_violations(&event, resolver);
         if messages.is_empty() {
             match enrichments.apply(&mut event) {

@@ -52,9 +52,23 @@ impl EnrichmentConfigError {
 }
 
 /// The configured enrichments, in the order they run.
-#[derive(Default)]
 pub struct Enrichments {
     chain: Vec<Box<dyn Enrichment>>,
+    /// Parameters left out of the event fingerprint; `None` computes none.
+    fingerprint_excluded: Option<Vec<String>>,
+}
+
+impl Default for Enrichments {
+    fn default() -> Self {
+        Self {
+            chain: Vec::new(),
+            fingerprint_excluded: Some(
+                crate::fingerprint::DEFAULT_EXCLUDED
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        }
+    }
 }
 
 /// An enrichment that failed on an event.
@@ -77,7 +91,7 @@ impl std::fmt::Debug for Enrichments {
 }
 
 impl Enrichments {
-    /// None at all: events are loaded as the trackers sent them.
+    /// None at all: events are loaded as the trackers sent them (with the default fingerprint).
     pub fn none() -> Self {
         Self::default()
     }
@@ -123,7 +137,40 @@ impl Enrichments {
         if config.ip_anonymisation.enabled {
             chain.push(Box::new(IpAnonymisation::new(&config.ip_anonymisation)?));
         }
-        Ok(Self { chain })
+        let fingerprint = &config.event_fingerprint;
+        if fingerprint
+            .excluded_parameters
+            .iter()
+            .any(|p| p.trim().is_empty())
+        {
+            return Err(EnrichmentConfigError::new(
+                "event_fingerprint.excluded_parameters",
+                "a parameter name is empty",
+            ));
+        }
+        Ok(Self {
+            chain,
+            fingerprint_excluded: fingerprint
+                .enabled
+                .then(|| fingerprint.excluded_parameters.clone()),
+        })
+    }
+
+    /// Whether the fingerprint is the one `canonical_event` already computes.
+    pub fn default_fingerprint(&self) -> bool {
+        self.fingerprint_excluded
+            .as_ref()
+            .is_some_and(|excluded| *excluded == crate::fingerprint::DEFAULT_EXCLUDED)
+    }
+
+    /// The event fingerprint of these tracker parameters, as configured.
+    pub fn fingerprint(
+        &self,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        let excluded = self.fingerprint_excluded.as_ref()?;
+        let excluded: Vec<&str> = excluded.iter().map(String::as_str).collect();
+        Some(crate::fingerprint::event_fingerprint(params, &excluded))
     }
 
     /// Names of the enrichments that run, in order.

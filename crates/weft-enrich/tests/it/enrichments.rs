@@ -643,3 +643,36 @@ mod lookup {
         );
     }
 }
+
+#[test]
+fn the_event_fingerprint_leaves_out_the_configured_parameters() {
+    let resolver = Resolver::new(Vec::new());
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| {
+            !process_payload_with(&f.payload, &resolver, &Enrichments::none(), ETL)
+                .events
+                .is_empty()
+        })
+        .unwrap();
+    let fingerprint = |config: &EnrichmentsConfig| {
+        let enrichments = Enrichments::from_config(config).unwrap();
+        process_payload_with(&fixture.payload, &resolver, &enrichments, ETL).events[0]
+            .event_fingerprint
+            .clone()
+    };
+    let default = fingerprint(&EnrichmentsConfig::default());
+    assert_eq!(default.as_deref().map(str::len), Some(32));
+    let mut config = EnrichmentsConfig::default();
+    config
+        .event_fingerprint
+        .excluded_parameters
+        .push("dtm".into());
+    let without_dtm = fingerprint(&config);
+    assert!(
+        without_dtm.is_some() && without_dtm != default,
+        "another parameter set, another fingerprint"
+    );
+    config.event_fingerprint.enabled = false;
+    assert_eq!(fingerprint(&config), None);
+}
