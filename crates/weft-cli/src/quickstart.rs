@@ -56,7 +56,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
             config.collector.trusted_proxies.push(net);
         }
     }
-    let enrichments = crate::run::enrichments(&config)?;
+    let enrichments = crate::run::enrichments(&config).await?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     weft_sim::out::install_schemas(&config.data_dir).map_err(anyhow::Error::msg)?;
     let running = serve::start(&config).await?;

@@ -1,5 +1,6 @@
 //! `weft run [STAGE]`: run pending pipeline stages once and exit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -29,7 +30,7 @@ pub enum Stage {
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<()> {
-    let enrichments = enrichments(&config)?;
+    let enrichments = enrichments(&config).await?;
     let _lock = data_dir::lock(&config.data_dir)?;
     if matches!(args.stage, None | Some(Stage::Load)) {
         let log = open_log(&config)?;
@@ -71,11 +72,45 @@ pub fn open_log(config: &Config) -> Result<Arc<FileLog>> {
 }
 
 /// The configured enrichments, built once before anything starts, so a bad
-/// setting is one clear line (a usage error, exit status 2).
-pub fn enrichments(config: &Config) -> Result<Arc<Enrichments>> {
-    let enrichments =
-        Enrichments::from_config(&config.enrichments).map_err(|e| UsageError(e.to_string()))?;
+/// setting is one clear line (a usage error, exit status 2). Lookups on lake
+/// tables read their table here.
+pub async fn enrichments(config: &Config) -> Result<Arc<Enrichments>> {
+    let mut tables = HashMap::new();
+    for (index, lookup) in config.enrichments.lookups.iter().enumerate() {
+        if let Some(table) = &lookup.table {
+            let rows = lookup_rows(config, table).await.map_err(|error| {
+                UsageError(format!(
+                    "invalid config key enrichments.lookups[{index}].table: {error:#}"
+                ))
+            })?;
+            tables.insert(table.clone(), rows);
+        }
+    }
+    let enrichments = Enrichments::from_config_with_tables(&config.enrichments, &tables)
+        .map_err(|e| UsageError(e.to_string()))?;
     Ok(Arc::new(enrichments))
+}
+
+/// Every row of a lake table, as JSON objects.
+async fn lookup_rows(
+    config: &Config,
+    table: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let valid = table.split('.').count() == 2
+        && table.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !valid {
+        anyhow::bail!("{table:?} is not schema.table");
+    }
+    let batches = weft_lake::sql::query(
+        &Lake::new(&config.data_dir),
+        &format!("SELECT * FROM {table}"),
+    )
+    .await?;
+    let mut json = Vec::new();
+    weft_lake::sql::write_json(&batches, &mut json)?;
+    Ok(serde_json::from_slice(&json)?)
 }
 
 /// The loader as configured: schemas from the registries, then the enrichments.

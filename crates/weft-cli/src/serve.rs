@@ -73,7 +73,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(addr) = args.addr {
         config.server.addr = addr;
     }
-    let enrichments = crate::run::enrichments(&config)?;
+    let enrichments = crate::run::enrichments(&config).await?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     let running = start(&config).await?;
     // scripts and tests read this line to find the port

@@ -378,9 +378,13 @@ pub struct PiiPseudonymisationConfig {
 pub struct LookupConfig {
     /// Names the lookup in logs and bad rows.
     pub name: String,
-    /// A CSV file with a header row.
-    pub csv: PathBuf,
-    /// The CSV column matched against the event's value.
+    /// A CSV file with a header row …
+    #[serde(default)]
+    pub csv: Option<PathBuf>,
+    /// … or a table of the lake, `schema.table` (read when weft starts).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// The column matched against the event's value.
     pub key_column: String,
     /// The event's value: an atomic field (`ti_sku`, `se_label`, …) …
     #[serde(default)]

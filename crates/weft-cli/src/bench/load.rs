@@ -110,7 +110,7 @@ pub async fn run(config: Config, args: LoadArgs) -> Result<()> {
         resolver = resolver.with_schema(uri, schema)?;
     }
     let resolver = Arc::new(resolver);
-    let enrichments = crate::run::enrichments(&config)?;
+    let enrichments = crate::run::enrichments(&config).await?;
 
     // the same records loaded twice: into a lake without enrichments, then with every
     // enrichment the config switches on (the default ones unless weft.toml says otherwise)

@@ -326,3 +326,61 @@ fn a_lookup_from_weft_toml_lands_as_a_context_column() {
     assert_eq!(joined.len(), 1, "{joined:?}");
     assert!(joined[0].starts_with("Acme Bakery,"), "{joined:?}");
 }
+
+#[test]
+fn a_lookup_reads_a_table_another_engine_wrote_into_the_lake() {
+    let data = tempfile::tempdir().unwrap();
+    simulate(&["--visitors", "30", "--end", "2026-10-01"], data.path());
+    // a reference table written by Python deltalake, as a data team would
+    let table = data.path().join("lake/reference/catalogue");
+    let script = format!(
+        "import pyarrow as pa\nfrom deltalake import write_deltalake\nwrite_deltalake('{}', pa.table({{'sku': ['SKU-001', 'SKU-101'], 'brand': ['Acme Bakery', 'Fizz & Co'], 'launch_year': [2019, 2023]}}))\n",
+        table.display()
+    );
+    let python = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        python.status.success(),
+        "pip install deltalake: {}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    let config = data.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "[[enrichments.lookups]]\nname = \"catalogue\"\ntable = \"reference.catalogue\"\nkey_column = \"sku\"\nschema = \"iglu:com.acme/catalogue_entry/jsonschema/1-0-0\"\njson = { field = \"contexts\", schema = \"iglu:com.acme/product_entity/jsonschema/1-*-*\", path = \"$.sku\" }\n",
+    )
+    .unwrap();
+    let output = weft()
+        .args(["run", "load", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let joined = column(
+        data.path(),
+        "SELECT DISTINCT json_get_str(contexts_com_acme_catalogue_entry_1, 0, 'brand') || ' ' || \
+         CAST(json_get_int(contexts_com_acme_catalogue_entry_1, 0, 'launch_year') AS VARCHAR) FROM atomic.events \
+         WHERE json_get_str(contexts_com_acme_product_entity_1, 0, 'sku') = 'SKU-101'",
+    );
+    assert_eq!(joined, ["Fizz & Co 2023"]);
+
+    // a table that is not there: a clear start-up error
+    std::fs::write(&config, "[[enrichments.lookups]]\nname = \"x\"\ntable = \"reference.missing\"\nkey_column = \"sku\"\nschema = \"iglu:com.acme/x/jsonschema/1-0-0\"\natomic = \"ti_sku\"\n").unwrap();
+    let output = weft()
+        .args(["run", "load", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("enrichments.lookups[0].table"));
+}

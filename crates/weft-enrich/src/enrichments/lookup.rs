@@ -1,5 +1,6 @@
 //! Lookup: one of the event's values (an atomic field, or a value inside its
-//! self-describing data) joined against a CSV file; the matching row is
+//! self-describing data) joined against a CSV file or a table of the lake
+//! (read by the caller, see [`Lookup::new`]); the matching row is
 //! attached as a derived context, e.g. the product catalogue entry of every
 //! SKU the event mentions.
 
@@ -26,8 +27,13 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// The `index`-th `[[enrichments.lookups]]`, its CSV read whole.
-    pub fn new(config: &LookupConfig, index: usize) -> Result<Self, EnrichmentConfigError> {
+    /// The `index`-th `[[enrichments.lookups]]`: its CSV read whole, or, for a
+    /// table, the rows the caller read from the lake (`table_rows`).
+    pub fn new(
+        config: &LookupConfig,
+        index: usize,
+        table_rows: Option<&[Map<String, Value>]>,
+    ) -> Result<Self, EnrichmentConfigError> {
         let key = |k: &str| format!("lookups[{index}].{k}");
         if config.name.trim().is_empty() {
             return Err(EnrichmentConfigError::new(
@@ -58,53 +64,46 @@ impl Lookup {
                 ));
             }
         };
-        let mut reader = csv::Reader::from_path(&config.csv).map_err(|error| {
-            EnrichmentConfigError::new(
-                &key("csv"),
-                format!("cannot read {}: {error}", config.csv.display()),
-            )
-        })?;
-        let headers = reader
-            .headers()
-            .map_err(|error| EnrichmentConfigError::new(&key("csv"), error.to_string()))?
-            .clone();
-        let key_at = headers
-            .iter()
-            .position(|h| h == config.key_column)
-            .ok_or_else(|| {
-                EnrichmentConfigError::new(
-                    &key("key_column"),
-                    format!(
-                        "{:?} is not a column of {} ({})",
-                        config.key_column,
-                        config.csv.display(),
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
-        let mut rows = HashMap::new();
-        for (line, record) in reader.records().enumerate() {
-            let record = record.map_err(|error| {
-                EnrichmentConfigError::new(
+        let table = match (&config.csv, &config.table) {
+            (Some(csv), None) => read_csv(csv, &key("csv"))?,
+            (None, Some(table)) => table_rows
+                .ok_or_else(|| {
+                    EnrichmentConfigError::new(
+                        &key("table"),
+                        format!("{table} was not read from the lake"),
+                    )
+                })?
+                .to_vec(),
+            _ => {
+                return Err(EnrichmentConfigError::new(
                     &key("csv"),
-                    format!("{} row {}: {error}", config.csv.display(), line + 2),
-                )
-            })?;
-            let data: Map<String, Value> = headers
-                .iter()
-                .zip(record.iter())
-                .map(|(column, value)| {
-                    let value = if value.is_empty() {
-                        Value::Null
-                    } else {
-                        Value::String(value.to_owned())
-                    };
-                    (column.to_owned(), value)
-                })
-                .collect();
+                    "set exactly one of csv (a file) or table (schema.table in the lake)",
+                ));
+            }
+        };
+        let mut rows = HashMap::new();
+        let mut has_key_column = table.is_empty();
+        for row in table {
+            let Some(value) = row.get(&config.key_column) else {
+                continue;
+            };
+            has_key_column = true;
+            let value = match value {
+                Value::String(text) => text.clone(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
             // the first row of a key wins, as a catalogue's first entry would
-            rows.entry(record[key_at].to_owned())
-                .or_insert(Value::Object(data));
+            rows.entry(value).or_insert(Value::Object(row));
+        }
+        if !has_key_column {
+            return Err(EnrichmentConfigError::new(
+                &key("key_column"),
+                format!(
+                    "{:?} is not a column of the lookup's rows",
+                    config.key_column
+                ),
+            ));
         }
         Ok(Self {
             name: format!("lookup:{}", config.name),
@@ -144,6 +143,44 @@ impl Lookup {
         }
         values
     }
+}
+
+/// A CSV file's rows as JSON objects (empty cells are null).
+fn read_csv(
+    path: &std::path::Path,
+    key: &str,
+) -> Result<Vec<Map<String, Value>>, EnrichmentConfigError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|error| {
+        EnrichmentConfigError::new(key, format!("cannot read {}: {error}", path.display()))
+    })?;
+    let headers = reader
+        .headers()
+        .map_err(|error| EnrichmentConfigError::new(key, error.to_string()))?
+        .clone();
+    reader
+        .records()
+        .enumerate()
+        .map(|(line, record)| {
+            let record = record.map_err(|error| {
+                EnrichmentConfigError::new(
+                    key,
+                    format!("{} row {}: {error}", path.display(), line + 2),
+                )
+            })?;
+            Ok(headers
+                .iter()
+                .zip(record.iter())
+                .map(|(column, value)| {
+                    let value = if value.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(value.to_owned())
+                    };
+                    (column.to_owned(), value)
+                })
+                .collect())
+        })
+        .collect()
 }
 
 impl Enrichment for Lookup {

@@ -13,6 +13,9 @@ mod pii;
 mod referer;
 mod user_agent;
 
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
 use weft_core::Event;
 use weft_core::config::EnrichmentsConfig;
 
@@ -97,6 +100,15 @@ impl Enrichments {
     }
 
     pub fn from_config(config: &EnrichmentsConfig) -> Result<Self, EnrichmentConfigError> {
+        Self::from_config_with_tables(config, &HashMap::new())
+    }
+
+    /// As configured, with the rows of the lake tables that lookups name
+    /// (`[[enrichments.lookups]] table = "schema.table"`), read by the caller.
+    pub fn from_config_with_tables(
+        config: &EnrichmentsConfig,
+        tables: &HashMap<String, Vec<Map<String, Value>>>,
+    ) -> Result<Self, EnrichmentConfigError> {
         let mut chain: Vec<Box<dyn Enrichment>> = Vec::new();
         if config.user_agent.enabled {
             chain.push(Box::new(UserAgent::new()));
@@ -126,7 +138,12 @@ impl Enrichments {
             }
         }
         for (index, lookup) in config.lookups.iter().enumerate() {
-            chain.push(Box::new(Lookup::new(lookup, index)?));
+            let rows = lookup.table.as_ref().and_then(|table| tables.get(table));
+            chain.push(Box::new(Lookup::new(
+                lookup,
+                index,
+                rows.map(Vec::as_slice),
+            )?));
         }
         if config.pii_pseudonymisation.enabled {
             chain.push(Box::new(PiiPseudonymisation::new(

@@ -541,7 +541,8 @@ mod lookup {
     fn config(csv: std::path::PathBuf) -> LookupConfig {
         LookupConfig {
             name: "catalogue".into(),
-            csv,
+            csv: Some(csv),
+            table: None,
             key_column: "sku".into(),
             atomic: None,
             json: Some(JsonField {
