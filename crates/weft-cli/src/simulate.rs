@@ -165,8 +165,13 @@ pub fn print_summary(summary: &Summary, dir: &Path) {
         summary.start, summary.end, summary.cutoff, summary.prediction_days, summary.seed
     );
     println!(
-        "  people      {} ({} registered, {} cookies), {} events in {} tracker requests",
-        counts.people, counts.registered, counts.cookies, counts.events, counts.requests
+        "  people      {} ({} registered, {} crawlers, {} cookies), {} events in {} tracker requests",
+        counts.people,
+        counts.registered,
+        counts.crawlers,
+        counts.cookies,
+        counts.events,
+        counts.requests
     );
     println!(
         "  records     {} in {}",

@@ -63,6 +63,8 @@ const BASE_LOGIT: f64 = -4.1;
 const INTENT_WEIGHT: f64 = 1.5;
 /// Seconds between page pings, as the tracker's `heartbeatDelay`.
 const HEARTBEAT_SECS: i64 = 10;
+/// Share of visitors that are crawlers rendering the site (the tracker fires for them).
+const CRAWLER_SHARE: f64 = 0.01;
 /// Most events one browser POST carries.
 const MAX_BATCH: usize = 10;
 
@@ -70,6 +72,8 @@ const MAX_BATCH: usize = 10;
 #[derive(Debug, Clone)]
 pub struct PersonTruth {
     pub person_id: String,
+    /// A search engine's crawler, not a person: never buys, never registers.
+    pub crawler: bool,
     pub traits: Traits,
     /// True probability of buying anything in the prediction window.
     pub p_convert: f64,
@@ -226,6 +230,7 @@ pub struct Order {
 }
 
 struct Run<'a> {
+    crawler: bool,
     options: &'a SimOptions,
     rng: StdRng,
     identity: Identity,
@@ -245,14 +250,29 @@ struct Run<'a> {
 pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
     let seed = options.seed;
     let identity = Identity::of(seed, index);
-    let traits = Traits::draw(&mut rng_for(seed, Stream::Traits, index));
-    let outcome = Outcome::draw(
+    let crawler = rng_for(seed, Stream::Crawler, index).random_bool(CRAWLER_SHARE);
+    let mut traits = Traits::draw(&mut rng_for(seed, Stream::Traits, index));
+    let mut outcome = Outcome::draw(
         &mut rng_for(seed, Stream::Traits, index ^ (1 << 40)),
         &traits,
         options,
     );
+    if crawler {
+        traits.registers = false;
+        traits.registered_before_start = false;
+        traits.consent_marketing = false;
+        traits.newsletter = false;
+        outcome = Outcome {
+            p_convert: 0.0,
+            converted: false,
+            p_category: [0.0; CATEGORIES.len()],
+            basket: Vec::new(),
+            orders_before_cutoff: 0,
+        };
+    }
     let mut rng = rng_for(seed, Stream::Devices, index);
     let device_count = match rng.random_range(0..100) {
+        _ if crawler => 1,
         0..55 => 1,
         55..85 => 2,
         _ => 3,
@@ -260,7 +280,11 @@ pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
     let mut devices = Vec::new();
     let mut cookies = Vec::new();
     for _ in 0..device_count {
-        let device = Device::draw(&mut rng, identity.country());
+        let device = if crawler {
+            Device::crawler(&mut rng)
+        } else {
+            Device::draw(&mut rng, identity.country())
+        };
         let (duid, nuid) = (uuid(&mut rng), uuid(&mut rng));
         cookies.push((duid.clone(), nuid.clone()));
         devices.push(DeviceState {
@@ -274,6 +298,7 @@ pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
         });
     }
     let mut run = Run {
+        crawler,
         options,
         rng: rng_for(seed, Stream::Behaviour, index),
         identity,
@@ -298,6 +323,7 @@ pub(crate) fn simulate_person(options: &SimOptions, index: u64) -> PersonRun {
     }
     let truth = PersonTruth {
         person_id: person_id(index),
+        crawler,
         p_convert: outcome.p_convert,
         converted: outcome.converted,
         p_category: outcome.p_category,
@@ -435,11 +461,25 @@ impl Run<'_> {
             sid: uuid(&mut self.rng),
             index: self.devices[device].sessions,
         };
-        let arrival = self.arrival(returning, at);
+        let arrival = if self.crawler {
+            Arrival::Direct
+        } else {
+            self.arrival(returning, at)
+        };
         let favourite = by_weight(&mut self.rng, &self.traits.affinity.clone());
         let (landing, referer) = self.landing(arrival, favourite);
         let mut page = self.page(&session, &mut at, landing, referer);
 
+        if self.crawler {
+            // a crawl: many pages, quickly, following links
+            for _ in 0..self.rng.random_range(5..25) {
+                let next = self.next_page(favourite);
+                let referer = page.url.clone();
+                page = self.page(&session, &mut at, next, Some(referer));
+            }
+            self.flush(&session, at);
+            return;
+        }
         let registered = self.registered_at.is_some_and(|t| t <= at);
         if self.traits.registers
             && !registered
@@ -661,7 +701,11 @@ impl Run<'_> {
         // engaged seconds grow with intent; pings while engaged
         let mean =
             18.0 * (0.35 * self.traits.intent).exp() * if product.is_some() { 1.4 } else { 1.0 };
-        let engaged = (-mean * (1.0 - self.rng.random::<f64>()).ln()).min(900.0) as i64;
+        let engaged = if self.crawler {
+            0
+        } else {
+            (-mean * (1.0 - self.rng.random::<f64>()).ln()).min(900.0) as i64
+        };
         let viewport = i64::from(self.devices[session.device].device.viewport.1);
         let max_scroll = (page.height - viewport).max(0);
         let mut scrolled = 0;
@@ -681,6 +725,7 @@ impl Run<'_> {
         }
         *at += engaged * 1000 + self.rng.random_range(1_000..20_000);
         if let Some(product) = product
+            && !self.crawler
             && self.rng.random_bool(sigmoid(
                 -2.0 + 0.8 * self.traits.intent - 0.8 * self.traits.price_sensitivity,
             ))

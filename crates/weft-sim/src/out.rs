@@ -45,6 +45,8 @@ pub struct Rows {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Counts {
     pub people: u64,
+    /// Of the people, how many are crawlers.
+    pub crawlers: u64,
     pub registered: u64,
     pub requests: u64,
     pub events: u64,
@@ -55,6 +57,7 @@ pub struct Counts {
 impl Counts {
     fn merge(&mut self, other: Counts) {
         self.people += other.people;
+        self.crawlers += other.crawlers;
         self.registered += other.registered;
         self.requests += other.requests;
         self.events += other.events;
@@ -108,6 +111,7 @@ impl Outputs {
             .collect::<Result<Vec<_>>>()?;
         let mut people_header: Vec<String> = [
             "person_id",
+            "crawler",
             "household_id",
             "country",
             "registered",
@@ -232,6 +236,7 @@ impl Rows {
         let traits = &truth.traits;
         let mut row: Vec<String> = vec![
             id.clone(),
+            truth.crawler.to_string(),
             identity
                 .household
                 .map(|h| format!("H{h:07}"))
@@ -288,6 +293,7 @@ impl Rows {
         }
         self.scores.add(truth);
         self.counts.people += 1;
+        self.counts.crawlers += u64::from(truth.crawler);
         self.counts.registered += u64::from(truth.registered);
         self.counts.requests += truth.requests as u64;
         self.counts.events += truth.events as u64;

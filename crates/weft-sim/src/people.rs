@@ -18,6 +18,7 @@ pub(crate) enum Stream {
     Behaviour = 4,
     Records = 5,
     Devices = 6,
+    Crawler = 7,
 }
 
 pub(crate) fn rng_for(seed: u64, stream: Stream, index: u64) -> StdRng {
@@ -558,6 +559,22 @@ const APP_AGENTS: &[&str] = &[
     "AcmeGrocer/5.2.1 (Linux; Android 14; Pixel 8)",
 ];
 
+/// Crawlers that run the page's JavaScript, so its tracker fires for them too.
+const CRAWLER_AGENTS: &[(&str, &str)] = &[
+    (
+        "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.69 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "66.249",
+    ),
+    (
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/131.0.6778.69 Safari/537.36",
+        "66.249",
+    ),
+    (
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/131.0.0.0 Safari/537.36",
+        "157.55",
+    ),
+];
+
 /// One browser or app install: its own cookies, user agent, screen and network.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -571,6 +588,24 @@ pub struct Device {
 }
 
 impl Device {
+    /// A crawler's rendering browser, from its operator's address range.
+    pub(crate) fn crawler(rng: &mut StdRng) -> Self {
+        let (agent, range) = *pick(rng, CRAWLER_AGENTS);
+        Self {
+            kind: DeviceKind::Desktop,
+            user_agent: agent,
+            screen: (1024, 1024),
+            viewport: (1024, 1024),
+            time_zone: "America/Los_Angeles",
+            language: "en-US",
+            ip: format!(
+                "{range}.{}.{}",
+                rng.random::<u8>(),
+                rng.random_range(1..255u8)
+            ),
+        }
+    }
+
     pub(crate) fn draw(rng: &mut StdRng, country: &Country) -> Self {
         let kind = match rng.random_range(0..100) {
             0..45 => DeviceKind::Desktop,

@@ -14,7 +14,11 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// Adds a person's truth; crawlers are not customers and are left out.
     pub fn add(&mut self, truth: &crate::PersonTruth) {
+        if truth.crawler {
+            return;
+        }
         self.overall.push((truth.p_convert as f32, truth.converted));
         if self.by_category.is_empty() {
             self.by_category = vec![Vec::new(); CATEGORIES.len()];

@@ -213,6 +213,13 @@ fn default_settings_give_a_few_percent_conversion_and_a_reachable_auc() {
     assert_eq!(people.len(), 4_000);
     let converted = people.iter().filter(|p| p["converted"] == "true").count() as u64;
     assert_eq!(converted, conversion.converted);
+    // about 1% are crawlers: they never register or buy, and the truth's figures leave them out
+    let crawlers: Vec<_> = people.iter().filter(|p| p["crawler"] == "true").collect();
+    assert!((15..80).contains(&crawlers.len()), "{}", crawlers.len());
+    assert!(crawlers.iter().all(|c| c["converted"] == "false"
+        && c["registered"] == "false"
+        && c["p_convert"] == "0.000000"));
+    assert_eq!(summary.counts.crawlers, crawlers.len() as u64);
     // a converter bought in at least one category, a non-converter in none
     for person in &people {
         let any = [
