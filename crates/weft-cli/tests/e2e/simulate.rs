@@ -51,6 +51,16 @@ fn truth_ids(dir: &Path, kind: &str) -> HashSet<String> {
         .collect()
 }
 
+/// `weft run load`, with a config file when given.
+fn run_load(data: &Path, config: Option<&Path>) -> std::process::Output {
+    let mut command = weft();
+    command.args(["run", "load", "--data-dir"]).arg(data);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command.output().unwrap()
+}
+
 fn column(dir: &Path, query: &str) -> Vec<String> {
     sql(dir, query, "csv")
         .lines()
@@ -87,11 +97,7 @@ fn a_backfill_loads_whole_and_is_reproducible() {
         );
     }
 
-    let output = weft()
-        .args(["run", "load", "--data-dir"])
-        .arg(a.path())
-        .output()
-        .unwrap();
+    let output = run_load(a.path(), None);
     assert!(
         output.status.success(),
         "{}",
@@ -173,11 +179,7 @@ fn traffic_sent_to_a_running_weft_arrives_with_client_addresses() {
     let events = figure(&stdout, "sent", "carrying ");
     drop(server);
 
-    let output = weft()
-        .args(["run", "load", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let output = run_load(data.path(), None);
     assert!(
         output.status.success(),
         "{}",
@@ -306,13 +308,7 @@ fn a_lookup_from_weft_toml_lands_as_a_context_column() {
         ),
     )
     .unwrap();
-    let output = weft()
-        .args(["run", "load", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let output = run_load(data.path(), Some(&config));
     assert!(
         output.status.success(),
         "{}",
@@ -352,13 +348,7 @@ fn a_lookup_reads_a_table_another_engine_wrote_into_the_lake() {
         "[[enrichments.lookups]]\nname = \"catalogue\"\ntable = \"reference.catalogue\"\nkey_column = \"sku\"\nschema = \"iglu:com.acme/catalogue_entry/jsonschema/1-0-0\"\njson = { field = \"contexts\", schema = \"iglu:com.acme/product_entity/jsonschema/1-*-*\", path = \"$.sku\" }\n",
     )
     .unwrap();
-    let output = weft()
-        .args(["run", "load", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let output = run_load(data.path(), Some(&config));
     assert!(
         output.status.success(),
         "{}",
@@ -374,13 +364,7 @@ fn a_lookup_reads_a_table_another_engine_wrote_into_the_lake() {
 
     // a table that is not there: a clear start-up error
     std::fs::write(&config, "[[enrichments.lookups]]\nname = \"x\"\ntable = \"reference.missing\"\nkey_column = \"sku\"\nschema = \"iglu:com.acme/x/jsonschema/1-0-0\"\natomic = \"ti_sku\"\n").unwrap();
-    let output = weft()
-        .args(["run", "load", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let output = run_load(data.path(), Some(&config));
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("enrichments.lookups[0].table"));
 }

@@ -89,6 +89,19 @@ struct Shared {
     stats: WriterStats,
 }
 
+impl Shared {
+    fn new(dir: PathBuf, next: Offset, segments: BTreeMap<Offset, PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            dir,
+            durable_end: AtomicU64::new(next),
+            segments: Mutex::new(segments),
+            cursor: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            stats: WriterStats::default(),
+        })
+    }
+}
+
 struct Cursor {
     base: Offset,
     next: Offset,
@@ -106,14 +119,7 @@ impl FileLog {
             next,
             file,
         } = open_tail(&dir)?;
-        let shared = Arc::new(Shared {
-            dir: dir.clone(),
-            durable_end: AtomicU64::new(next),
-            segments: Mutex::new(segments),
-            cursor: Mutex::new(None),
-            poisoned: AtomicBool::new(false),
-            stats: WriterStats::default(),
-        });
+        let shared = Shared::new(dir.clone(), next, segments);
         let writer = Writer {
             shared: Arc::clone(&shared),
             file: Arc::new(file),
@@ -401,14 +407,7 @@ impl BulkWriter {
             next,
             file,
         } = open_tail(&dir)?;
-        let shared = Arc::new(Shared {
-            dir,
-            durable_end: AtomicU64::new(next),
-            segments: Mutex::new(segments),
-            cursor: Mutex::new(None),
-            poisoned: AtomicBool::new(false),
-            stats: WriterStats::default(),
-        });
+        let shared = Shared::new(dir, next, segments);
         Ok(Self {
             writer: Writer {
                 shared,
