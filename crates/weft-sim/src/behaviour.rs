@@ -466,7 +466,7 @@ impl Run<'_> {
         } else {
             self.arrival(returning, at)
         };
-        let favourite = by_weight(&mut self.rng, &self.traits.affinity.clone());
+        let favourite = by_weight(&mut self.rng, &self.traits.affinity);
         let (landing, referer) = self.landing(arrival, favourite);
         let mut page = self.page(&session, &mut at, landing, referer);
 
