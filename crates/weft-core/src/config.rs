@@ -12,8 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// weft's own progress at info, the libraries' only when something is wrong.
-pub const DEFAULT_LOG_FILTER: &str =
-    "warn,weft=info,weft_collect=info,weft_enrich=info,weft_lake=info,buoyant_kernel=off";
+pub const DEFAULT_LOG_FILTER: &str = "warn,weft=info,weft_collect=info,weft_enrich=info,weft_lake=info,weft_model=info,buoyant_kernel=off";
 
 /// A config that could not be read: the message names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +33,7 @@ pub struct Config {
     pub loader: LoaderConfig,
     pub maintenance: MaintenanceConfig,
     pub enrichments: EnrichmentsConfig,
+    pub model: ModelConfig,
 }
 
 impl Default for Config {
@@ -48,6 +48,7 @@ impl Default for Config {
             loader: LoaderConfig::default(),
             maintenance: MaintenanceConfig::default(),
             enrichments: EnrichmentsConfig::default(),
+            model: ModelConfig::default(),
         }
     }
 }
@@ -162,6 +163,104 @@ impl Default for MaintenanceConfig {
             vacuum_retention_hours: 168,
         }
     }
+}
+
+/// Web modelling: `derived.page_views`, `sessions`, `users`, `conversions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Seconds between page pings, the trackers' `heartbeatDelay`.
+    pub heartbeat_secs: u32,
+    /// Seconds a page view with pings counts before its first ping, the trackers' `minimumVisitLength`.
+    pub min_visit_length_secs: u32,
+    /// Leave out events whose user agent is a bot (`dvce_type = 'bot'`).
+    pub exclude_bots: bool,
+    /// A session's `default_channel_group`: the first rule that matches its entry page.
+    pub channels: Vec<ChannelRule>,
+    /// Events that count as conversions besides purchase transactions.
+    pub conversions: Vec<ConversionRule>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 10,
+            min_visit_length_secs: 5,
+            exclude_bots: true,
+            channels: ChannelRule::defaults(),
+            conversions: vec![ConversionRule {
+                name: "sign_up".into(),
+                event_name: "sign_up".into(),
+                ..ConversionRule::default()
+            }],
+        }
+    }
+}
+
+/// One rule of the channel grouping. Each field lists the values it accepts
+/// (compared in lower case; `(none)` for a missing value; a trailing `*`
+/// matches a prefix); an empty field accepts anything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelRule {
+    pub name: String,
+    pub mkt_medium: Vec<String>,
+    pub mkt_source: Vec<String>,
+    pub refr_medium: Vec<String>,
+    pub refr_source: Vec<String>,
+}
+
+impl ChannelRule {
+    fn new(name: &str, mkt_medium: &[&str], refr_medium: &[&str]) -> Self {
+        let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect();
+        Self {
+            name: name.to_owned(),
+            mkt_medium: owned(mkt_medium),
+            refr_medium: owned(refr_medium),
+            ..Self::default()
+        }
+    }
+
+    /// A grouping in the spirit of Google's default channel groups.
+    pub fn defaults() -> Vec<Self> {
+        vec![
+            Self::new(
+                "Paid Search",
+                &["cpc", "ppc", "paidsearch", "paid_search"],
+                &[],
+            ),
+            Self::new(
+                "Paid Social",
+                &["paid_social", "paidsocial", "social_paid", "paid-social"],
+                &[],
+            ),
+            Self::new("Display", &["display", "banner", "cpm"], &[]),
+            Self::new("Email", &["email", "e-mail", "e_mail", "newsletter"], &[]),
+            Self::new("Affiliates", &["affiliate", "affiliates"], &[]),
+            Self::new("Organic Search", &["(none)"], &["search"]),
+            Self::new("Organic Social", &["(none)"], &["social"]),
+            Self::new("Email", &["(none)"], &["email"]),
+            Self::new("Referral", &["(none)"], &["unknown"]),
+            Self::new("Direct", &["(none)"], &["(none)", "internal"]),
+            Self::new("Unassigned", &[], &[]),
+        ]
+    }
+}
+
+/// An event that counts as a conversion: every event named `event_name` (and
+/// of `vendor`, when given). For a self-describing event, `value_field` and
+/// `currency_field` name top-level fields of its data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConversionRule {
+    pub name: String,
+    pub event_name: String,
+    pub vendor: Option<String>,
+    /// The Iglu schema of the event's data (`iglu:com.acme/checkout/jsonschema/1-0-0`),
+    /// needed for `value_field` and `currency_field`.
+    pub schema: Option<String>,
+    pub value_field: Option<String>,
+    pub currency_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -1,0 +1,47 @@
+-- users: one row per cookie (domain_userid), rolled up from its sessions: first and
+-- last seen, totals, the first page, first- and last-touch channel, the stitched id.
+WITH ranked AS (
+  SELECT *,
+    row_number() OVER (
+      PARTITION BY domain_userid ORDER BY start_tstamp, domain_sessionid
+    ) AS from_first,
+    row_number() OVER (
+      PARTITION BY domain_userid ORDER BY start_tstamp DESC, domain_sessionid DESC
+    ) AS from_last
+  FROM user_sessions
+  WHERE domain_userid IS NOT NULL
+),
+totals AS (
+  SELECT domain_userid,
+    min(start_tstamp) AS start_tstamp,
+    max(end_tstamp) AS end_tstamp,
+    count(*) AS sessions,
+    sum(page_views) AS page_views,
+    sum(engaged_time_in_s) AS engaged_time_in_s,
+    sum(total_events) AS total_events
+  FROM user_sessions
+  WHERE domain_userid IS NOT NULL
+  GROUP BY domain_userid
+)
+SELECT
+  m.user_id, t.domain_userid, f.stitched_user_id, l.network_userid,
+  t.start_tstamp, t.end_tstamp, t.sessions, t.page_views, t.engaged_time_in_s,
+  t.total_events,
+  f.first_page_title, f.first_page_url, f.first_page_urlscheme, f.first_page_urlhost,
+  f.first_page_urlpath, f.first_page_urlquery, f.first_page_urlfragment,
+  l.last_page_title, l.last_page_url, l.last_page_urlscheme, l.last_page_urlhost,
+  l.last_page_urlpath, l.last_page_urlquery, l.last_page_urlfragment,
+  f.referrer, f.refr_urlscheme, f.refr_urlhost, f.refr_urlpath, f.refr_urlquery,
+  f.refr_urlfragment, f.refr_medium, f.refr_source, f.refr_term,
+  f.mkt_medium, f.mkt_source, f.mkt_term, f.mkt_content, f.mkt_campaign, f.mkt_clickid,
+  f.mkt_network,
+  f.default_channel_group AS first_channel,
+  l.default_channel_group AS last_channel,
+  f.geo_country AS first_geo_country, f.geo_city AS first_geo_city,
+  l.geo_country AS last_geo_country, l.geo_city AS last_geo_city,
+  f.br_lang AS first_br_lang, l.br_lang AS last_br_lang,
+  l.device_class AS last_device_class
+FROM totals t
+JOIN ranked f ON f.domain_userid = t.domain_userid AND f.from_first = 1
+JOIN ranked l ON l.domain_userid = t.domain_userid AND l.from_last = 1
+LEFT JOIN user_mapping m ON m.domain_userid = t.domain_userid

@@ -1,0 +1,679 @@
+//! One modelling run: which sessions changed, their tables re-derived whole,
+//! and each derived table replaced where they were, in one Delta commit per table.
+//!
+//! A run models the events loaded up to the newest `load_tstamp` it sees (the
+//! high mark). Each table's commit carries that mark as the version of the
+//! application transaction [`MODEL_APP_ID`]; the next run takes the lowest mark
+//! of the tables and treats every event loaded after it as new. The sessions
+//! those events touch are re-derived from all of their events (the earliest
+//! date any of them has is read from the tables themselves), so a session that
+//! spans two loads, a late ping or a rerun ends exactly as a full rebuild would.
+//!
+//! Stitching: when a cookie's latest user id changes, the sessions, page views
+//! and conversions it had before are restitched (their rows rewritten with the
+//! new id) in the same commits. `user_mapping` is written last: what changed in
+//! it is how a rerun after a crash finds the sessions still to restitch.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::datafusion::common::{JoinType, ScalarValue};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use tracing::info;
+use weft_core::config::ModelConfig;
+use weft_lake::Lake;
+
+use crate::dialect::Dialect;
+use crate::sql::ModelSql;
+use crate::{ModelError, Result};
+
+/// The application id of the model's Delta transactions.
+pub const MODEL_APP_ID: &str = "weft-model";
+
+/// The derived tables, in the order a run writes them.
+pub const DERIVED_TABLES: [&str; 5] = [
+    "page_views",
+    "sessions",
+    "conversions",
+    "users",
+    "user_mapping",
+];
+
+/// The tables keyed by session, partitioned by the date it started.
+const SESSION_TABLES: [&str; 3] = ["page_views", "sessions", "conversions"];
+const SESSION_DATE: &str = "session_date";
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModelReport {
+    /// Whether every table was rebuilt from all events.
+    pub full: bool,
+    /// Events loaded since the last run (every event on a full build).
+    pub new_events: u64,
+    /// Sessions re-derived from their events.
+    pub sessions: usize,
+    /// Older sessions whose rows were restitched to a new user id.
+    pub restitched_sessions: usize,
+    pub page_views: usize,
+    pub conversions: usize,
+    pub users: usize,
+    /// Cookies whose user mapping was added or changed.
+    pub mapped_cookies: usize,
+    /// The `load_tstamp` (µs since the epoch) the tables are modelled up to.
+    pub up_to: Option<i64>,
+}
+
+/// Keeps the derived tables of a lake up to date.
+#[derive(Debug, Clone)]
+pub struct Modeller {
+    lake: Lake,
+    config: ModelConfig,
+}
+
+impl Modeller {
+    pub fn new(lake: Lake, config: ModelConfig) -> Self {
+        Self { lake, config }
+    }
+
+    /// Brings the derived tables up to date: only what new events changed, or
+    /// a full build when a table is missing.
+    pub async fn run(&self) -> Result<ModelReport> {
+        self.run_with(false).await
+    }
+
+    /// Rebuilds every derived table from all events.
+    pub async fn rebuild(&self) -> Result<ModelReport> {
+        self.run_with(true).await
+    }
+
+    async fn run_with(&self, rebuild: bool) -> Result<ModelReport> {
+        let ctx = weft_lake::sql::session(&self.lake).await?;
+        if !ctx.table_exist("atomic.events")? {
+            return Ok(ModelReport::default());
+        }
+        let columns: HashSet<String> = ctx
+            .table("atomic.events")
+            .await?
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        let sql = ModelSql::new(&self.config, Dialect::DataFusion, &columns)?;
+        let Some(high) = newest_load(&ctx).await? else {
+            return Ok(ModelReport::default());
+        };
+        let mut marks = Vec::new();
+        for table in DERIVED_TABLES {
+            marks.push(self.mark(table).await?);
+        }
+        let mark = marks
+            .into_iter()
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|marks| marks.into_iter().min())
+            .filter(|mark| !rebuild && *mark <= high);
+        if mark == Some(high) {
+            return Ok(ModelReport {
+                up_to: Some(high),
+                ..ModelReport::default()
+            });
+        }
+        let events = ctx
+            .sql(&sql.events_this_run()?)
+            .await?
+            .filter(col("load_tstamp").lt_eq(timestamp(high)))?;
+        let mut report = match mark {
+            None => self.full(&ctx, &sql, events, high).await?,
+            Some(mark) => self.incremental(&ctx, &sql, events, mark, high).await?,
+        };
+        report.up_to = Some(high);
+        info!(?report, "modelled");
+        Ok(report)
+    }
+
+    /// Every table from every event.
+    async fn full(
+        &self,
+        ctx: &SessionContext,
+        sql: &ModelSql,
+        events: DataFrame,
+        high: i64,
+    ) -> Result<ModelReport> {
+        ctx.register_table("events_this_run", events.into_view())?;
+        let mut report = ModelReport {
+            full: true,
+            new_events: count(ctx, "SELECT count(*) FROM events_this_run").await?,
+            ..ModelReport::default()
+        };
+        register_sql(
+            ctx,
+            "user_ids",
+            "SELECT domain_userid, user_id, derived_tstamp FROM events_this_run \
+             WHERE user_id IS NOT NULL AND domain_userid IS NOT NULL",
+        )
+        .await?;
+        let mapping = materialize(ctx, "user_mapping", &sql.user_mapping()?).await?;
+        let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
+        let sessions = materialize(ctx, "sessions_this_run", &sql.sessions()?).await?;
+        let conversions = materialize(ctx, "conversions_this_run", &sql.conversions()?).await?;
+        register_sql(ctx, "user_sessions", "SELECT * FROM sessions_this_run").await?;
+        let users = materialize(ctx, "users_this_run", &sql.users()?).await?;
+        report.sessions = sessions.rows();
+        report.page_views = page_views.rows();
+        report.conversions = conversions.rows();
+        report.users = users.rows();
+        report.mapped_cookies = mapping.rows();
+        for (table, rows) in [
+            ("page_views", page_views),
+            ("sessions", sessions),
+            ("conversions", conversions),
+            ("users", users),
+            ("user_mapping", mapping),
+        ] {
+            let partition = SESSION_TABLES.contains(&table).then_some(SESSION_DATE);
+            let delta = self.table(table).await?;
+            let write = delta
+                .write(rows.batches()?)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite)
+                .with_partition_columns(partition)
+                .with_commit_properties(commit(high));
+            write.await.map_err(|source| delta_error(table, source))?;
+        }
+        Ok(report)
+    }
+
+    /// Only the sessions new events touched, and the cookies whose user id changed.
+    async fn incremental(
+        &self,
+        ctx: &SessionContext,
+        sql: &ModelSql,
+        events: DataFrame,
+        mark: i64,
+        high: i64,
+    ) -> Result<ModelReport> {
+        let mut report = ModelReport::default();
+        let new_events = events
+            .clone()
+            .filter(col("load_tstamp").gt(timestamp(mark)))?;
+        ctx.register_table("new_events", new_events.into_view())?;
+
+        // the sessions new events touched, and the earliest date of each
+        let touched = materialize(
+            ctx,
+            "touched_sessions",
+            "SELECT domain_sessionid, min(event_date) AS first_date, count(*) AS events \
+             FROM new_events GROUP BY domain_sessionid",
+        )
+        .await?;
+        report.new_events = touched
+            .batches
+            .iter()
+            .map(|batch| sum_i64(batch.column(2)))
+            .sum::<i64>()
+            .try_into()
+            .unwrap_or(0);
+
+        // cookies seen with a user id: their mapping as it now stands
+        register_sql(
+            ctx,
+            "user_ids",
+            "SELECT domain_userid, user_id, derived_tstamp FROM new_events \
+             WHERE user_id IS NOT NULL AND domain_userid IS NOT NULL \
+             UNION ALL \
+             SELECT m.domain_userid, m.user_id, m.last_seen_tstamp FROM derived.user_mapping m \
+             WHERE m.domain_userid IN (SELECT domain_userid FROM new_events WHERE user_id IS NOT NULL)",
+        )
+        .await?;
+        materialize(ctx, "mapping_candidates", &sql.user_mapping()?).await?;
+        let updates = materialize(
+            ctx,
+            "mapping_updates",
+            "SELECT c.domain_userid, c.user_id, c.last_seen_tstamp FROM mapping_candidates c \
+             LEFT JOIN derived.user_mapping m ON m.domain_userid = c.domain_userid \
+             WHERE m.domain_userid IS NULL OR m.user_id <> c.user_id \
+             OR m.last_seen_tstamp <> c.last_seen_tstamp",
+        )
+        .await?;
+        report.mapped_cookies = updates.rows();
+        register_sql(
+            ctx,
+            "user_mapping",
+            "SELECT domain_userid, user_id, last_seen_tstamp FROM mapping_updates \
+             UNION ALL \
+             SELECT domain_userid, user_id, last_seen_tstamp FROM derived.user_mapping \
+             WHERE domain_userid NOT IN (SELECT domain_userid FROM mapping_updates)",
+        )
+        .await?;
+        // cookies now stitched to another user id: their older sessions are restitched
+        materialize(
+            ctx,
+            "restitched",
+            "SELECT u.domain_userid, u.user_id FROM mapping_updates u \
+             LEFT JOIN derived.user_mapping m ON m.domain_userid = u.domain_userid \
+             WHERE m.domain_userid IS NULL OR m.user_id <> u.user_id",
+        )
+        .await?;
+        let patched = materialize(
+            ctx,
+            "patched_sessions",
+            "SELECT s.domain_sessionid FROM derived.sessions s \
+             JOIN restitched r ON r.domain_userid = s.domain_userid \
+             WHERE s.domain_sessionid NOT IN (SELECT domain_sessionid FROM touched_sessions)",
+        )
+        .await?;
+        report.restitched_sessions = patched.rows();
+        register_sql(
+            ctx,
+            "affected_sessions",
+            "SELECT domain_sessionid FROM touched_sessions \
+             UNION ALL SELECT domain_sessionid FROM patched_sessions",
+        )
+        .await?;
+
+        // the dates those sessions have in each table, and the earliest of them
+        let mut old_dates = Vec::new();
+        for table in SESSION_TABLES {
+            let dates = materialize(
+                ctx,
+                &format!("{table}_old_dates"),
+                &format!(
+                    "SELECT DISTINCT t.{SESSION_DATE} AS day FROM derived.{table} t \
+                     WHERE t.domain_sessionid IN (SELECT domain_sessionid FROM affected_sessions)"
+                ),
+            )
+            .await?;
+            old_dates.push(dates.dates(0)?);
+        }
+        let touched_first = touched.dates(1)?;
+        let touched_dates: BTreeSet<i32> = old_dates
+            .iter()
+            .flatten()
+            .copied()
+            .chain(touched_first.iter().copied())
+            .collect();
+
+        // every event of the touched sessions: from the earliest date any of them has
+        let mut scoped = events;
+        if let Some(first) = touched_dates.first() {
+            scoped =
+                scoped.filter(col("event_date").gt_eq(lit(ScalarValue::Date32(Some(*first)))))?;
+        }
+        let touched_ids = ctx
+            .table("touched_sessions")
+            .await?
+            .select_columns(&["domain_sessionid"])?;
+        let scoped = scoped.join(
+            touched_ids,
+            JoinType::LeftSemi,
+            &["domain_sessionid"],
+            &["domain_sessionid"],
+            None,
+        )?;
+        ctx.register_table("events_this_run", scoped.into_view())?;
+
+        let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
+        let sessions = materialize(ctx, "sessions_this_run", &sql.sessions()?).await?;
+        let conversions = materialize(ctx, "conversions_this_run", &sql.conversions()?).await?;
+        report.sessions = sessions.rows();
+
+        // older rows of restitched cookies, with their new stitched id
+        let mut rows = Vec::new();
+        for (table, this_run) in [
+            ("page_views", page_views),
+            ("sessions", sessions),
+            ("conversions", conversions),
+        ] {
+            let restitched = restitch(ctx, table).await?;
+            let rows_now = this_run.union(restitched)?;
+            if table == "sessions" {
+                ctx.register_table("sessions_now", rows_now.mem_table()?)?;
+            }
+            rows.push((table, rows_now));
+        }
+        report.page_views = rows[0].1.rows();
+        report.conversions = rows[2].1.rows();
+
+        // users: every cookie with a re-derived or restitched session, from all its sessions
+        let users_touched = materialize(
+            ctx,
+            "touched_users",
+            "SELECT DISTINCT domain_userid FROM sessions_now WHERE domain_userid IS NOT NULL \
+             UNION SELECT domain_userid FROM restitched",
+        )
+        .await?;
+        register_sql(
+            ctx,
+            "user_sessions",
+            "SELECT * FROM sessions_now \
+             UNION ALL \
+             SELECT * FROM derived.sessions \
+             WHERE domain_userid IN (SELECT domain_userid FROM touched_users) \
+             AND domain_sessionid NOT IN (SELECT domain_sessionid FROM affected_sessions)",
+        )
+        .await?;
+        let users = materialize(ctx, "users_this_run", &sql.users()?).await?;
+        report.users = users.rows();
+
+        // replace, table by table, each in one commit
+        let affected: Vec<String> = touched
+            .strings(0)?
+            .into_iter()
+            .chain(patched.strings(0)?)
+            .collect();
+        for ((table, rows), old) in rows.into_iter().zip(old_dates) {
+            let mut dates: BTreeSet<i32> = old.into_iter().collect();
+            dates.extend(rows.dates_of(SESSION_DATE)?);
+            let predicate =
+                in_dates(SESSION_DATE, &dates).and(in_strings("domain_sessionid", &affected));
+            // no dates: the table has no rows of these sessions, before or after
+            self.replace(table, rows, predicate, dates.is_empty(), high)
+                .await?;
+        }
+        let user_ids = users_touched.strings(0)?;
+        self.replace(
+            "users",
+            users,
+            in_strings("domain_userid", &user_ids),
+            user_ids.is_empty(),
+            high,
+        )
+        .await?;
+        let mapped = updates.strings(0)?;
+        self.replace(
+            "user_mapping",
+            updates,
+            in_strings("domain_userid", &mapped),
+            mapped.is_empty(),
+            high,
+        )
+        .await?;
+        Ok(report)
+    }
+
+    /// Replaces the rows matching `predicate` with `rows` in one commit, or
+    /// only records progress when the predicate matches nothing and there are
+    /// no rows.
+    async fn replace(
+        &self,
+        table: &str,
+        rows: Rows,
+        predicate: Expr,
+        matches_nothing: bool,
+        high: i64,
+    ) -> Result<()> {
+        let delta = self.table(table).await?;
+        let write = if matches_nothing && rows.rows() == 0 {
+            delta
+                .write(rows.batches()?)
+                .with_save_mode(SaveMode::Append)
+        } else {
+            delta
+                .write(rows.batches()?)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate)
+        };
+        write
+            .with_schema_mode(SchemaMode::Merge)
+            .with_commit_properties(commit(high))
+            .await
+            .map_err(|source| delta_error(table, source))?;
+        Ok(())
+    }
+
+    async fn table(&self, table: &str) -> Result<DeltaTable> {
+        Ok(self.lake.table("derived", table).await?)
+    }
+
+    /// The `load_tstamp` a table is modelled up to; `None` if it does not exist.
+    async fn mark(&self, table: &str) -> Result<Option<i64>> {
+        let delta = self.table(table).await?;
+        let Ok(snapshot) = delta.snapshot() else {
+            return Ok(None);
+        };
+        snapshot
+            .transaction_version(delta.log_store().as_ref(), MODEL_APP_ID)
+            .await
+            .map_err(|source| delta_error(table, source))
+    }
+}
+
+/// The rows of a table this run writes, in memory.
+struct Rows {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl Rows {
+    fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The batches with every column nullable, as the tables declare them;
+    /// at least one, so an empty result still has its columns.
+    fn batches(&self) -> Result<Vec<RecordBatch>> {
+        let schema = nullable(&self.schema);
+        let mut out = Vec::with_capacity(self.batches.len().max(1));
+        for batch in &self.batches {
+            out.push(conform(batch, &schema)?);
+        }
+        if out.is_empty() {
+            out.push(RecordBatch::new_empty(schema));
+        }
+        Ok(out)
+    }
+
+    /// These rows followed by others of the same columns (cast to these types).
+    fn union(mut self, other: Rows) -> Result<Rows> {
+        for batch in &other.batches {
+            self.batches.push(conform(batch, &self.schema)?);
+        }
+        Ok(self)
+    }
+
+    fn mem_table(&self) -> Result<Arc<MemTable>> {
+        Ok(Arc::new(MemTable::try_new(
+            Arc::clone(&self.schema),
+            vec![self.batches.clone()],
+        )?))
+    }
+
+    /// The non-null strings of column `index`.
+    fn strings(&self, index: usize) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for batch in &self.batches {
+            let column = cast(
+                batch.column(index),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )?;
+            let strings = column
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8 gives strings");
+            out.extend(strings.iter().flatten().map(str::to_owned));
+        }
+        Ok(out)
+    }
+
+    /// The non-null dates of column `index`.
+    fn dates(&self, index: usize) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        for batch in &self.batches {
+            let column = cast(
+                batch.column(index),
+                &deltalake::arrow::datatypes::DataType::Date32,
+            )?;
+            let dates = column
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("cast to Date32 gives dates");
+            out.extend(dates.iter().flatten());
+        }
+        Ok(out)
+    }
+
+    fn dates_of(&self, name: &str) -> Result<Vec<i32>> {
+        let index = self.schema.index_of(name)?;
+        self.dates(index)
+    }
+}
+
+/// Runs a query and keeps its result as the table `name` of the session.
+async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<Rows> {
+    let frame = ctx
+        .sql(sql)
+        .await
+        .map_err(|error| ModelError::Sql(format!("{name}: {error}")))?;
+    let schema = nullable(frame.schema().as_arrow());
+    let batches = frame
+        .collect()
+        .await?
+        .iter()
+        .map(|batch| conform(batch, &schema))
+        .collect::<Result<_>>()?;
+    let rows = Rows { schema, batches };
+    ctx.register_table(name, rows.mem_table()?)?;
+    Ok(rows)
+}
+
+/// Registers a query as the view `name`.
+async fn register_sql(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let frame = ctx
+        .sql(sql)
+        .await
+        .map_err(|error| ModelError::Sql(format!("{name}: {error}")))?;
+    ctx.register_table(name, frame.into_view())?;
+    Ok(())
+}
+
+/// The rows of `table` from sessions not re-derived this run whose cookie is
+/// now stitched to another user id, with that id.
+async fn restitch(ctx: &SessionContext, table: &str) -> Result<Rows> {
+    let schema = ctx
+        .table(format!("derived.{table}").as_str())
+        .await?
+        .schema()
+        .clone();
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            if name == "stitched_user_id" {
+                "r.user_id AS stitched_user_id".to_owned()
+            } else {
+                format!("t.\"{}\"", name.replace('"', "\"\""))
+            }
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM derived.{table} t JOIN restitched r ON r.domain_userid = t.domain_userid \
+         WHERE t.domain_sessionid IN (SELECT domain_sessionid FROM patched_sessions)",
+        columns.join(", ")
+    );
+    let frame = ctx.sql(&sql).await?;
+    let schema = nullable(frame.schema().as_arrow());
+    Ok(Rows {
+        schema,
+        batches: frame.collect().await?,
+    })
+}
+
+async fn newest_load(ctx: &SessionContext) -> Result<Option<i64>> {
+    let batches = ctx
+        .sql("SELECT max(load_tstamp) FROM atomic.events")
+        .await?
+        .collect()
+        .await?;
+    Ok(batches.first().and_then(|batch| {
+        let column = batch.column(0);
+        let values = column
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()?;
+        (!values.is_empty() && values.is_valid(0)).then(|| values.value(0))
+    }))
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches
+        .iter()
+        .map(|batch| sum_i64(batch.column(0)))
+        .sum::<i64>()
+        .try_into()
+        .unwrap_or(0))
+}
+
+fn sum_i64(column: &ArrayRef) -> i64 {
+    column
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .map_or(0, |values| values.iter().flatten().sum())
+}
+
+fn timestamp(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
+}
+
+fn in_strings(column: &str, values: &[String]) -> Expr {
+    col(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
+}
+
+fn in_dates(column: &str, days: &BTreeSet<i32>) -> Expr {
+    col(column).in_list(
+        days.iter()
+            .map(|day| lit(ScalarValue::Date32(Some(*day))))
+            .collect(),
+        false,
+    )
+}
+
+fn commit(high: i64) -> CommitProperties {
+    CommitProperties::default().with_application_transaction(Transaction::new(MODEL_APP_ID, high))
+}
+
+fn nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|field| Field::new(field.name(), field.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The batch's columns, by name, cast to the schema's types.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                ModelError::Sql(format!("rows without the column {}", field.name()))
+            })?;
+            Ok(cast(column, field.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+fn delta_error(table: &str, source: deltalake::DeltaTableError) -> ModelError {
+    ModelError::Delta {
+        table: table.to_owned(),
+        source,
+    }
+}
