@@ -2,6 +2,7 @@
 
 mod bench;
 mod data_dir;
+mod model;
 mod quickstart;
 mod run;
 mod serve;
@@ -49,6 +50,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run SQL over every table (schema.table), printed as a table, CSV or JSON.
     Sql(sql::SqlArgs),
+    /// The web model (page views, sessions, users, conversions) for other engines.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(config, args).await,
             Command::Simulate(args) => simulate::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
+            Command::Model(command) => model::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

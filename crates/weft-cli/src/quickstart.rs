@@ -31,15 +31,24 @@ pub struct QuickstartArgs {
     pub addr: Option<SocketAddr>,
 }
 
-/// Sessions by how they arrived, from the enriched campaign and referer fields.
-const CHANNELS: &str = "SELECT coalesce(mkt_medium, refr_medium, 'direct') AS channel, \
-     count(DISTINCT domain_sessionid) AS sessions FROM atomic.events \
-     WHERE event = 'page_view' AND (refr_medium IS NULL OR refr_medium <> 'internal') \
+/// The modelled site at a glance: sessions, users (stitched), bounces, purchases.
+const SITE: &str = "SELECT s.sessions, s.users, s.bounce_rate_pct, \
+     round(100.0 * c.converting / s.sessions, 2) AS conversion_rate_pct \
+     FROM (SELECT count(*) AS sessions, count(DISTINCT stitched_user_id) AS users, \
+     round(100.0 * avg(CASE WHEN is_bounce THEN 1.0 ELSE 0.0 END), 1) AS bounce_rate_pct \
+     FROM derived.sessions) s CROSS JOIN (SELECT count(DISTINCT domain_sessionid) AS converting \
+     FROM derived.conversions WHERE conversion_name = 'transaction') c";
+
+/// Sessions by channel (the model's channel grouping) and how often they end in a purchase.
+const CHANNELS: &str = "SELECT s.default_channel_group AS channel, count(*) AS sessions, \
+     round(100.0 * count(c.domain_sessionid) / count(*), 2) AS conversion_rate_pct \
+     FROM derived.sessions s LEFT JOIN (SELECT DISTINCT domain_sessionid FROM derived.conversions \
+     WHERE conversion_name = 'transaction') c ON c.domain_sessionid = s.domain_sessionid \
      GROUP BY 1 ORDER BY sessions DESC";
 
-/// Sessions by the device class the user agent enrichment found.
-const DEVICES: &str = "SELECT dvce_type AS device_class, count(DISTINCT domain_sessionid) AS sessions \
-     FROM atomic.events GROUP BY 1 ORDER BY sessions DESC";
+/// Sessions by the device class the user agent enrichment found (bots are not modelled).
+const DEVICES: &str = "SELECT device_class, count(*) AS sessions \
+     FROM derived.sessions GROUP BY 1 ORDER BY sessions DESC";
 
 /// Connections the simulated trackers send over.
 const SENDERS: usize = 16;
@@ -80,12 +89,19 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         .await
         .context("loading the raw log into the lake")?;
     let load_time = loading.elapsed();
+    let modelling = Instant::now();
+    let model = crate::run::modeller(&config)?
+        .run()
+        .await
+        .context("modelling page views, sessions and users")?;
+    let model_time = modelling.elapsed();
     let lake = Lake::new(&config.data_dir);
     let by_event = query(
         &lake,
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
     )
     .await?;
+    let site = query(&lake, SITE).await?;
     let channels = query(&lake, CHANNELS).await?;
     let devices = query(&lake, DEVICES).await?;
     let sample = query(
@@ -114,11 +130,21 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         load_time.as_secs_f64(),
         report.commits
     );
+    println!(
+        "  modelled    {} sessions, {} page views, {} users, {} conversions into derived.* in {:.2} s",
+        model.sessions,
+        model.page_views,
+        model.users,
+        model.conversions,
+        model_time.as_secs_f64()
+    );
     println!();
     println!(
         "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
     );
     println!("{}", pretty(&by_event)?);
+    println!("weft sql \"{SITE}\"");
+    println!("{}", pretty(&site)?);
     println!("weft sql \"{CHANNELS}\"");
     println!("{}", pretty(&channels)?);
     println!("weft sql \"{DEVICES}\"");

@@ -12,6 +12,7 @@ use weft_enrich::{Enrichments, Resolver};
 
 use crate::UsageError;
 use weft_lake::{Lake, LoadReport, Loader, MaintenanceOptions, TableMaintenance, maintain};
+use weft_model::{ModelReport, Modeller};
 
 use crate::data_dir;
 
@@ -19,23 +20,37 @@ use crate::data_dir;
 pub struct RunArgs {
     /// The stage to run; every stage when omitted.
     pub stage: Option<Stage>,
+    /// Rebuild the derived tables from every event instead of only what changed.
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Stage {
     /// Raw log → atomic.events and atomic.bad_rows.
     Load,
+    /// atomic.events → derived.page_views, sessions, users, conversions, user_mapping.
+    Model,
     /// Compact every table's small files and vacuum files no recent version needs.
     Maintain,
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<()> {
     let enrichments = enrichments(&config).await?;
+    let modeller = modeller(&config)?;
     let _lock = data_dir::lock(&config.data_dir)?;
     if matches!(args.stage, None | Some(Stage::Load)) {
         let log = open_log(&config)?;
         let report = loader(&config, log, enrichments).load().await?;
         print_load(&report);
+    }
+    if matches!(args.stage, None | Some(Stage::Model)) {
+        let report = if args.full {
+            modeller.rebuild().await?
+        } else {
+            modeller.run().await?
+        };
+        print_model(&report);
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
         let lake = Lake::new(&config.data_dir);
@@ -43,6 +58,37 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
         print_maintenance(&done);
     }
     Ok(())
+}
+
+/// The modeller as configured; a bad `model.*` setting is a usage error.
+pub fn modeller(config: &Config) -> Result<Modeller> {
+    weft_model::check_config(&config.model).map_err(|e| UsageError(e.to_string()))?;
+    Ok(Modeller::new(
+        Lake::new(&config.data_dir),
+        config.model.clone(),
+    ))
+}
+
+pub fn print_model(report: &ModelReport) {
+    if report.new_events == 0 && !report.full {
+        println!("model: nothing new to model");
+        return;
+    }
+    println!(
+        "model ({}): {} new events → {} sessions re-derived, {} restitched; wrote {} page views, {} conversions, {} users, {} user mappings",
+        if report.full {
+            "full build"
+        } else {
+            "incremental"
+        },
+        report.new_events,
+        report.sessions,
+        report.restitched_sessions,
+        report.page_views,
+        report.conversions,
+        report.users,
+        report.mapped_cookies
+    );
 }
 
 pub fn maintenance_options(config: &Config) -> MaintenanceOptions {

@@ -74,6 +74,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
         config.server.addr = addr;
     }
     let enrichments = crate::run::enrichments(&config).await?;
+    crate::run::modeller(&config)?;
     let _lock = crate::data_dir::lock(&config.data_dir)?;
     let running = start(&config).await?;
     // scripts and tests read this line to find the port
@@ -98,6 +99,8 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn start(config: &Config, log: Arc<FileLog>, enrichments: Arc<Enrichments>) -> Self {
         let loader = crate::run::loader(config, log, enrichments);
+        let modeller =
+            weft_model::Modeller::new(weft_lake::Lake::new(&config.data_dir), config.model.clone());
         let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
         let lake = weft_lake::Lake::new(&config.data_dir);
         let maintenance = crate::run::maintenance_options(config);
@@ -106,17 +109,31 @@ impl Pipeline {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut maintained = tokio::time::Instant::now();
+            // at start, events loaded before may not be modelled yet
+            let mut model_pending = true;
             loop {
                 let stopping = tokio::select! {
                     _ = tokio::time::sleep(interval) => false,
                     _ = stopped.changed() => true,
                 };
                 // a last load on the way out takes what arrived since the previous one
-                if let Err(error) = loader.load().await {
-                    tracing::warn!(error = %error, "loading failed; retrying at the next interval");
+                match loader.load().await {
+                    Ok(report) => model_pending |= report.events > 0,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "loading failed; retrying at the next interval");
+                    }
                 }
                 if stopping {
                     break;
+                }
+                // the derived tables follow each load that brought events
+                if model_pending {
+                    match modeller.run().await {
+                        Ok(_) => model_pending = false,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "modelling failed; retrying at the next interval");
+                        }
+                    }
                 }
                 // between loads, so compaction never races the loader's commits
                 if maintenance_every.is_some_and(|every| maintained.elapsed() >= every) {

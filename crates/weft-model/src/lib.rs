@@ -37,3 +37,8 @@ pub enum ModelError {
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Checks the `model.*` settings before anything runs.
+pub fn check_config(config: &weft_core::config::ModelConfig) -> Result<()> {
+    ModelSql::new(config, Dialect::DataFusion, None).map(|_| ())
+}

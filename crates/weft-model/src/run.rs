@@ -110,7 +110,7 @@ impl Modeller {
             .iter()
             .map(|field| field.name().clone())
             .collect();
-        let sql = ModelSql::new(&self.config, Dialect::DataFusion, &columns)?;
+        let sql = ModelSql::new(&self.config, Dialect::DataFusion, Some(&columns))?;
         let Some(high) = newest_load(&ctx).await? else {
             return Ok(ModelReport::default());
         };
@@ -156,19 +156,25 @@ impl Modeller {
             new_events: count(ctx, "SELECT count(*) FROM events_this_run").await?,
             ..ModelReport::default()
         };
-        register_sql(
-            ctx,
-            "user_ids",
-            "SELECT domain_userid, user_id, derived_tstamp FROM events_this_run \
-             WHERE user_id IS NOT NULL AND domain_userid IS NOT NULL",
-        )
-        .await?;
-        let mapping = materialize(ctx, "user_mapping", &sql.user_mapping()?).await?;
-        let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
-        let sessions = materialize(ctx, "sessions_this_run", &sql.sessions()?).await?;
-        let conversions = materialize(ctx, "conversions_this_run", &sql.conversions()?).await?;
-        register_sql(ctx, "user_sessions", "SELECT * FROM sessions_this_run").await?;
-        let users = materialize(ctx, "users_this_run", &sql.users()?).await?;
+        // the same queries, in the same order, that another engine runs from `ModelSql::script`
+        let mut results = std::collections::HashMap::new();
+        for (name, text) in sql.statements()? {
+            if name != "events_this_run" {
+                results.insert(name, materialize(ctx, name, &text).await?);
+            }
+        }
+        let mut take = |name: &str| {
+            results
+                .remove(name)
+                .ok_or_else(|| ModelError::Sql(format!("the model has no {name}")))
+        };
+        let (mapping, page_views, sessions, conversions, users) = (
+            take("user_mapping")?,
+            take("page_views_this_run")?,
+            take("sessions_this_run")?,
+            take("conversions_this_run")?,
+            take("users_this_run")?,
+        );
         report.sessions = sessions.rows();
         report.page_views = page_views.rows();
         report.conversions = conversions.rows();

@@ -42,30 +42,32 @@ struct Rule {
 }
 
 impl ModelSql {
-    /// Checks the config and renders its parts; `columns` are those of `atomic.events`.
+    /// Checks the config and renders its parts; `columns` are those of
+    /// `atomic.events` (`None`: assume every column the models may read exists).
     pub fn new(
         config: &ModelConfig,
         dialect: Dialect,
-        columns: &HashSet<String>,
+        columns: Option<&HashSet<String>>,
     ) -> Result<Self, ModelError> {
         if config.heartbeat_secs == 0 {
             return Err(ModelError::Config(
                 "model.heartbeat_secs must be at least 1".into(),
             ));
         }
+        let has = |column: &str| columns.is_none_or(|columns| columns.contains(column));
         let rules = config
             .conversions
             .iter()
             .enumerate()
-            .map(|(index, rule)| check_rule(index, rule, columns))
+            .map(|(index, rule)| check_rule(index, rule, &has))
             .collect::<Result<_, _>>()?;
-        let web_page_id = if columns.contains(WEB_PAGE_COLUMN) {
+        let web_page_id = if has(WEB_PAGE_COLUMN) {
             dialect.call(
                 "json_str",
                 &[WEB_PAGE_COLUMN.into(), "0".into(), "'id'".into()],
             )?
         } else {
-            "CAST(NULL AS VARCHAR)".into()
+            "CAST(NULL AS STRING)".into()
         };
         Ok(Self {
             dialect,
@@ -137,6 +139,45 @@ impl ModelSql {
         self.render(USERS, &[])
     }
 
+    /// A full build as named queries in the order they run; each reads the
+    /// ones before it by name, and the first reads `atomic.events`.
+    pub fn statements(&self) -> Result<Vec<(&'static str, String)>, ModelError> {
+        Ok(vec![
+            ("events_this_run", self.events_this_run()?),
+            (
+                "user_ids",
+                "SELECT domain_userid, user_id, derived_tstamp FROM events_this_run\n\
+                 WHERE user_id IS NOT NULL AND domain_userid IS NOT NULL\n"
+                    .to_owned(),
+            ),
+            ("user_mapping", self.user_mapping()?),
+            ("page_views_this_run", self.page_views()?),
+            ("sessions_this_run", self.sessions()?),
+            ("conversions_this_run", self.conversions()?),
+            (
+                "user_sessions",
+                "SELECT * FROM sessions_this_run\n".to_owned(),
+            ),
+            ("users_this_run", self.users()?),
+        ])
+    }
+
+    /// The full build as one script of temporary views, for another engine
+    /// to run over its own `atomic.events`.
+    pub fn script(&self) -> Result<String, ModelError> {
+        let mut out = format!(
+            "-- weft web model, full build, {} dialect: reads atomic.events; each view is one table\n\n",
+            self.dialect
+        );
+        for (name, sql) in self.statements()? {
+            out.push_str(&format!(
+                "CREATE OR REPLACE TEMPORARY VIEW {name} AS\n{};\n\n",
+                sql.trim_end()
+            ));
+        }
+        Ok(out)
+    }
+
     fn rule_select(&self, rule: &Rule) -> Result<String, ModelError> {
         let d = self.dialect;
         let field = |name: &Option<String>| -> Result<Option<String>, ModelError> {
@@ -152,13 +193,13 @@ impl ModelSql {
             |text| format!("CAST({text} AS DOUBLE)"),
         );
         let currency =
-            field(&rule.rule.currency_field)?.unwrap_or_else(|| "CAST(NULL AS VARCHAR)".to_owned());
+            field(&rule.rule.currency_field)?.unwrap_or_else(|| "CAST(NULL AS STRING)".to_owned());
         let mut filter = format!("event_name = {}", d.literal(&rule.rule.event_name));
         if let Some(vendor) = &rule.rule.vendor {
             filter.push_str(&format!(" AND event_vendor = {}", d.literal(vendor)));
         }
         Ok(format!(
-            "\n  UNION ALL\n  SELECT event_id, {name} AS conversion_name, CAST(NULL AS VARCHAR) AS order_id,\n    domain_sessionid, domain_userid, user_id, derived_tstamp,\n    {value} AS value, {currency} AS currency, NULL AS categories\n  FROM events_this_run\n  WHERE {filter}",
+            "\n  UNION ALL\n  SELECT event_id, {name} AS conversion_name, CAST(NULL AS STRING) AS order_id,\n    domain_sessionid, domain_userid, user_id, derived_tstamp,\n    {value} AS value, {currency} AS currency, NULL AS categories\n  FROM events_this_run\n  WHERE {filter}",
             name = d.literal(&rule.rule.name),
         ))
     }
@@ -184,7 +225,7 @@ impl ModelSql {
 fn check_rule(
     index: usize,
     rule: &ConversionRule,
-    columns: &HashSet<String>,
+    has: &dyn Fn(&str) -> bool,
 ) -> Result<Rule, ModelError> {
     let key = |field: &str| format!("model.conversions[{index}].{field}");
     if rule.name.trim().is_empty() {
@@ -222,7 +263,7 @@ fn check_rule(
                 ModelError::Config(format!("{} = {uri:?}: {error}", key("schema")))
             })?;
             // an event the table has never seen has no column yet: no values
-            Some(schema_column("unstruct_event", &schema)).filter(|c| columns.contains(c))
+            Some(schema_column("unstruct_event", &schema)).filter(|c| has(c))
         }
         None => None,
     };
@@ -312,7 +353,7 @@ mod tests {
             currency_field: Some("currency".into()),
         });
         for dialect in Dialect::ALL {
-            let sql = ModelSql::new(&config, dialect, &columns()).unwrap();
+            let sql = ModelSql::new(&config, dialect, Some(&columns())).unwrap();
             for text in [
                 sql.events_this_run().unwrap(),
                 sql.page_views().unwrap(),
@@ -347,11 +388,11 @@ mod tests {
                 ..ChannelRule::default()
             },
         );
-        let spark = ModelSql::new(&config, Dialect::Spark, &columns()).unwrap();
+        let spark = ModelSql::new(&config, Dialect::Spark, Some(&columns())).unwrap();
         let sessions = spark.sessions().unwrap();
         assert!(sessions.contains(r"THEN 'It\'s \\ odd'"), "{sessions}");
         assert!(sessions.contains(r"lower(en.mkt_source) = 'o\'brien'"));
-        let duckdb = ModelSql::new(&config, Dialect::DuckDb, &columns()).unwrap();
+        let duckdb = ModelSql::new(&config, Dialect::DuckDb, Some(&columns())).unwrap();
         assert!(duckdb.sessions().unwrap().contains(r"THEN 'It''s \ odd'"));
         assert!(sessions.contains("substr(lower(en.mkt_source), 1, 4) = 'paid'"));
         assert!(sessions.contains("coalesce(en.mkt_source, '') = ''"));
@@ -366,7 +407,7 @@ mod tests {
             value_field: Some("total".into()),
             ..ConversionRule::default()
         }];
-        let error = ModelSql::new(&config, Dialect::DataFusion, &columns()).unwrap_err();
+        let error = ModelSql::new(&config, Dialect::DataFusion, Some(&columns())).unwrap_err();
         assert!(
             error
                 .to_string()
@@ -374,25 +415,26 @@ mod tests {
             "{error}"
         );
         config.conversions[0].schema = Some("iglu:nope".into());
-        let error = ModelSql::new(&config, Dialect::DataFusion, &columns()).unwrap_err();
+        let error = ModelSql::new(&config, Dialect::DataFusion, Some(&columns())).unwrap_err();
         assert!(
             error.to_string().contains("model.conversions[0].schema"),
             "{error}"
         );
         config.conversions[0].schema = Some("iglu:com.acme/checkout/jsonschema/1-0-0".into());
         config.conversions[0].value_field = Some("total') OR (1=1".into());
-        assert!(ModelSql::new(&config, Dialect::DataFusion, &columns()).is_err());
-        config.heartbeat_secs = 0;
+        assert!(ModelSql::new(&config, Dialect::DataFusion, Some(&columns())).is_err());
+        let error = ModelSql::new(
+            &ModelConfig {
+                heartbeat_secs: 0,
+                ..ModelConfig::default()
+            },
+            Dialect::Spark,
+            None,
+        )
+        .unwrap_err();
         assert!(
-            ModelSql::new(
-                &ModelConfig {
-                    heartbeat_secs: 0,
-                    ..ModelConfig::default()
-                },
-                Dialect::Spark,
-                &columns()
-            )
-            .is_err()
+            error.to_string().contains("model.heartbeat_secs"),
+            "{error}"
         );
     }
 }

@@ -19,6 +19,7 @@ use weft_collect::protocol::TP2_PATH;
 use weft_core::Config;
 
 mod load;
+mod model;
 
 use crate::quickstart::percentile_ms;
 use crate::serve;
@@ -31,6 +32,9 @@ pub enum BenchCommand {
     /// Raw log → Delta throughput for simulated events, and two queries over them
     /// in weft beside DuckDB on the same Parquet files.
     Load(load::LoadArgs),
+    /// The web model: a full build over simulated events and an incremental run
+    /// after 1% more, beside DuckDB running the same SQL on the same files.
+    Model(model::ModelArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +61,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Collect(args) => collect(config, args).await,
         BenchCommand::Load(args) => load::run(config, args).await,
+        BenchCommand::Model(args) => model::run(config, args).await,
     }
 }
 

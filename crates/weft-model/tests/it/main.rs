@@ -194,7 +194,7 @@ async fn bounces_midnight_and_channels() {
     let sessions = setup
         .rows(
             "SELECT domain_sessionid, page_views, is_bounce, default_channel_group, \
-             CAST(session_date AS VARCHAR) AS session_date FROM derived.sessions ORDER BY domain_sessionid",
+             CAST(session_date AS STRING) AS session_date FROM derived.sessions ORDER BY domain_sessionid",
         )
         .await;
     assert_eq!(
