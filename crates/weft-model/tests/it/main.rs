@@ -2,6 +2,7 @@
 //! the simulator's traffic loaded in random chunks against a one-shot rebuild.
 
 mod simulated;
+mod spark;
 
 use deltalake::arrow::array::RecordBatch;
 use serde_json::json;
