@@ -53,6 +53,9 @@ pub struct Loader {
     lake: Lake,
     batch_records: usize,
     dedup_window_days: u32,
+    /// The newest `load_tstamp` given (ms): each batch gets a later one, so
+    /// "loaded after T" means the same to every reader (see weft-model).
+    last_load_ms: Arc<std::sync::atomic::AtomicI64>,
     /// The keys of loaded events; `None` until read from the table, and again
     /// after a failed load, whose commits may or may not have landed.
     seen: tokio::sync::Mutex<Option<Seen>>,
@@ -67,6 +70,7 @@ impl Loader {
             lake,
             batch_records: 10_000,
             dedup_window_days: 3,
+            last_load_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             seen: tokio::sync::Mutex::new(None),
         }
     }
@@ -185,6 +189,7 @@ impl Loader {
         let resolver = Arc::clone(&self.resolver);
         let enrichments = Arc::clone(&self.enrichments);
         let batch_records = self.batch_records;
+        let last_load_ms = Arc::clone(&self.last_load_ms);
         tokio::task::spawn_blocking(move || {
             let start = events_next.min(bad_rows_next);
             let records = log.read(start, batch_records)?;
@@ -192,7 +197,14 @@ impl Loader {
                 return Ok(None);
             };
             let end = last.offset + 1;
-            let etl_tstamp = now_ms();
+            let now = now_ms();
+            let etl_tstamp = match last_load_ms.fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |last| Some(now.max(last + 1)),
+            ) {
+                Ok(last) | Err(last) => now.max(last + 1),
+            };
             let processed = process_in_parallel(&records, &resolver, &enrichments, etl_tstamp);
             let mut events = Vec::new();
             let mut bad_rows = Vec::new();
