@@ -249,12 +249,88 @@ fn quickstart_sends_traffic_and_reports_it() {
 }
 
 #[test]
+fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
+    let data = tempfile::tempdir().unwrap();
+    let output = weft()
+        .args([
+            "quickstart",
+            "--no-serve",
+            "--visitors",
+            "30",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let modelled = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("modelled"))
+        .unwrap_or_else(|| panic!("no modelled line: {stdout}"));
+    let sessions: usize = modelled.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(sessions > 30, "{stdout}");
+    assert!(stdout.contains("conversion_rate_pct"), "{stdout}");
+    assert!(
+        stdout.contains("| Direct"),
+        "the channels are shown: {stdout}"
+    );
+    let count = || {
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM derived.sessions",
+            "csv",
+        )
+    };
+    assert_eq!(count(), format!("n\n{sessions}\n"));
+
+    let run = |args: &[&str]| {
+        let output = weft()
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(run(&["run", "model"]).contains("nothing new to model"));
+    let rebuilt = run(&["run", "model", "--full"]);
+    assert!(rebuilt.contains(&format!("full build): ")), "{rebuilt}");
+    assert!(
+        rebuilt.contains(&format!("→ {sessions} sessions re-derived")),
+        "{rebuilt}"
+    );
+    assert_eq!(count(), format!("n\n{sessions}\n"));
+
+    // the same model, written for Spark
+    let spark = run(&["model", "sql", "--dialect", "databricks"]);
+    assert!(spark.contains("CREATE OR REPLACE TEMPORARY VIEW sessions_this_run AS"));
+    assert!(spark.contains(
+        "get_json_object(contexts_com_snowplowanalytics_snowplow_web_page_1, '$[0].id')"
+    ));
+    // a bad model setting is the user's mistake
+    let output = weft()
+        .args(["run", "model", "--data-dir"])
+        .arg(data.path())
+        .env("WEFT_MODEL__HEARTBEAT_SECS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("model.heartbeat_secs"));
+}
+
+#[test]
 fn serve_loads_continuously_and_holds_the_data_dir() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[("WEFT_LOADER__INTERVAL_SECS", "1")]);
     for n in 0..5 {
         let request = format!(
-            "GET /i?e=pv&p=web&eid=00000000-0000-4000-8000-00000000000{n}&url=https%3A%2F%2Fshop.example.com%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /i?e=pv&p=web&eid=00000000-0000-4000-8000-00000000000{n}&duid=cookie-{}&sid=session-{}&dtm=1773446400000&url=https%3A%2F%2Fshop.example.com%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            n % 2,
+            n % 3
         );
         assert_eq!(raw_http(server.addr, request.as_bytes()).0, 200);
     }
@@ -279,6 +355,25 @@ fn serve_loads_continuously_and_holds_the_data_dir() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "events were not loaded: {output:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // and the model follows the load: three sessions of two cookies
+    loop {
+        let output = try_sql(
+            data.path(),
+            "SELECT count(*) AS sessions, count(DISTINCT domain_userid) AS cookies FROM derived.sessions",
+            "csv",
+        );
+        if output
+            .as_ref()
+            .is_ok_and(|csv| csv.lines().nth(1) == Some("3,2"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "events were not modelled: {output:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
