@@ -329,7 +329,7 @@ fn serve_loads_continuously_and_holds_the_data_dir() {
     for n in 0..5 {
         let request = format!(
             "GET /i?e=pv&p=web&eid=00000000-0000-4000-8000-00000000000{n}&duid=cookie-{}&sid=session-{}&dtm=1773446400000&url=https%3A%2F%2Fshop.example.com%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            n % 2,
+            n % 3 / 2,
             n % 3
         );
         assert_eq!(raw_http(server.addr, request.as_bytes()).0, 200);
