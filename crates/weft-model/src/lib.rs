@@ -22,18 +22,37 @@ pub enum ModelError {
     Config(String),
     #[error("model SQL: {0}")]
     Sql(String),
+    // the large errors are boxed: a Result stays small on the happy path
     #[error(transparent)]
-    Lake(#[from] weft_lake::LakeError),
+    Lake(Box<weft_lake::LakeError>),
     #[error(transparent)]
-    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+    DataFusion(Box<deltalake::datafusion::error::DataFusionError>),
     #[error("arrow: {0}")]
-    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    Arrow(Box<deltalake::arrow::error::ArrowError>),
     #[error("delta table derived.{table}: {source}")]
     Delta {
         table: String,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
+}
+
+impl From<weft_lake::LakeError> for ModelError {
+    fn from(error: weft_lake::LakeError) -> Self {
+        Self::Lake(Box::new(error))
+    }
+}
+
+impl From<deltalake::datafusion::error::DataFusionError> for ModelError {
+    fn from(error: deltalake::datafusion::error::DataFusionError) -> Self {
+        Self::DataFusion(Box::new(error))
+    }
+}
+
+impl From<deltalake::arrow::error::ArrowError> for ModelError {
+    fn from(error: deltalake::arrow::error::ArrowError) -> Self {
+        Self::Arrow(Box::new(error))
+    }
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

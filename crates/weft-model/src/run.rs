@@ -680,6 +680,6 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 fn delta_error(table: &str, source: deltalake::DeltaTableError) -> ModelError {
     ModelError::Delta {
         table: table.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }

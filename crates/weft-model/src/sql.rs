@@ -400,13 +400,15 @@ mod tests {
 
     #[test]
     fn bad_rules_are_named() {
-        let mut config = ModelConfig::default();
-        config.conversions = vec![ConversionRule {
-            name: "x".into(),
-            event_name: "checkout".into(),
-            value_field: Some("total".into()),
-            ..ConversionRule::default()
-        }];
+        let mut config = ModelConfig {
+            conversions: vec![ConversionRule {
+                name: "x".into(),
+                event_name: "checkout".into(),
+                value_field: Some("total".into()),
+                ..ConversionRule::default()
+            }],
+            ..ModelConfig::default()
+        };
         let error = ModelSql::new(&config, Dialect::DataFusion, Some(&columns())).unwrap_err();
         assert!(
             error

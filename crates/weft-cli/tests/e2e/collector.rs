@@ -298,7 +298,7 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
     };
     assert!(run(&["run", "model"]).contains("nothing new to model"));
     let rebuilt = run(&["run", "model", "--full"]);
-    assert!(rebuilt.contains(&format!("full build): ")), "{rebuilt}");
+    assert!(rebuilt.contains("full build): "), "{rebuilt}");
     assert!(
         rebuilt.contains(&format!("→ {sessions} sessions re-derived")),
         "{rebuilt}"

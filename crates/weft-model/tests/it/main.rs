@@ -23,7 +23,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(dir.path());
         Self {
