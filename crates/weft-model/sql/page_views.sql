@@ -9,24 +9,26 @@ WITH views AS (
   FROM events_this_run
   WHERE event_name = 'page_view' AND page_view_id IS NOT NULL
 ),
-pings AS (
+activity AS (
+  -- one pass over the view and its pings: heartbeat buckets, last ping, and the
+  -- offsets scrolled, clipped to the document (rows that know its size)
   SELECT domain_sessionid, page_view_id,
-    max(derived_tstamp) AS last_ping_tstamp,
-    count(DISTINCT floor(@epoch_seconds(dvce_created_tstamp) / {{heartbeat}})) AS heartbeats
-  FROM events_this_run
-  WHERE event_name = 'page_ping' AND page_view_id IS NOT NULL
-  GROUP BY domain_sessionid, page_view_id
-),
-scroll AS (
-  -- offsets clipped to the document, from the view and its pings
-  SELECT domain_sessionid, page_view_id,
-    max(doc_width) AS doc_width, max(doc_height) AS doc_height,
-    max(br_viewwidth) AS br_viewwidth, max(br_viewheight) AS br_viewheight,
-    least(greatest(max(coalesce(pp_xoffset_max, 0)), 0), max(doc_width)) AS hmax,
-    least(greatest(max(coalesce(pp_yoffset_max, 0)), 0), max(doc_height)) AS vmax
-  FROM events_this_run
-  WHERE event_name IN ('page_view', 'page_ping') AND page_view_id IS NOT NULL
-    AND doc_width > 0 AND doc_height > 0
+    max(CASE WHEN event_name = 'page_ping' THEN derived_tstamp END) AS last_ping_tstamp,
+    count(DISTINCT CASE WHEN event_name = 'page_ping'
+      THEN floor(@epoch_seconds(dvce_created_tstamp) / {{heartbeat}}) END) AS heartbeats,
+    max(CASE WHEN sized THEN doc_width END) AS doc_width,
+    max(CASE WHEN sized THEN doc_height END) AS doc_height,
+    max(CASE WHEN sized THEN br_viewwidth END) AS br_viewwidth,
+    max(CASE WHEN sized THEN br_viewheight END) AS br_viewheight,
+    least(greatest(max(CASE WHEN sized THEN coalesce(pp_xoffset_max, 0) END), 0),
+      max(CASE WHEN sized THEN doc_width END)) AS hmax,
+    least(greatest(max(CASE WHEN sized THEN coalesce(pp_yoffset_max, 0) END), 0),
+      max(CASE WHEN sized THEN doc_height END)) AS vmax
+  FROM (
+    SELECT *, doc_width > 0 AND doc_height > 0 AS sized
+    FROM events_this_run
+    WHERE event_name IN ('page_view', 'page_ping') AND page_view_id IS NOT NULL
+  ) e
   GROUP BY domain_sessionid, page_view_id
 ),
 session_starts AS (
@@ -37,17 +39,15 @@ session_starts AS (
 joined AS (
   SELECT v.*,
     v.derived_tstamp AS start_tstamp,
-    coalesce(p.last_ping_tstamp, v.derived_tstamp) AS end_tstamp,
-    CASE WHEN p.heartbeats IS NULL THEN 0
-      ELSE {{heartbeat}} * (p.heartbeats - 1) + {{min_visit_length}} END AS engaged_time_in_s,
-    s.doc_width AS scroll_doc_width, s.doc_height AS scroll_doc_height,
-    s.hmax, s.vmax,
-    s.br_viewwidth AS scroll_viewwidth, s.br_viewheight AS scroll_viewheight
+    coalesce(a.last_ping_tstamp, v.derived_tstamp) AS end_tstamp,
+    CASE WHEN a.heartbeats = 0 THEN 0
+      ELSE {{heartbeat}} * (a.heartbeats - 1) + {{min_visit_length}} END AS engaged_time_in_s,
+    a.doc_width AS scroll_doc_width, a.doc_height AS scroll_doc_height,
+    a.hmax, a.vmax,
+    a.br_viewwidth AS scroll_viewwidth, a.br_viewheight AS scroll_viewheight
   FROM views v
-  LEFT JOIN pings p
-    ON p.domain_sessionid = v.domain_sessionid AND p.page_view_id = v.page_view_id
-  LEFT JOIN scroll s
-    ON s.domain_sessionid = v.domain_sessionid AND s.page_view_id = v.page_view_id
+  JOIN activity a
+    ON a.domain_sessionid = v.domain_sessionid AND a.page_view_id = v.page_view_id
   WHERE v.copy = 1
 )
 SELECT

@@ -537,6 +537,7 @@ impl Rows {
 
 /// Runs a query and keeps its result as the table `name` of the session.
 async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<Rows> {
+    let started = std::time::Instant::now();
     let frame = ctx
         .sql(sql)
         .await
@@ -550,6 +551,7 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<Rows
         .collect::<Result<_>>()?;
     let rows = Rows { schema, batches };
     ctx.register_table(name, rows.mem_table()?)?;
+    tracing::debug!(name, rows = rows.rows(), elapsed = ?started.elapsed(), "materialised");
     Ok(rows)
 }
 
