@@ -327,7 +327,8 @@ impl Modeller {
             &["domain_sessionid"],
             None,
         )?;
-        ctx.register_table("events_this_run", scoped.into_view())?;
+        // few events: read once and kept in memory for every model that reads them
+        materialize_frame(ctx, "events_this_run", scoped).await?;
 
         let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
         let sessions = materialize(ctx, "sessions_this_run", &sql.sessions()?).await?;
@@ -537,11 +538,15 @@ impl Rows {
 
 /// Runs a query and keeps its result as the table `name` of the session.
 async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<Rows> {
-    let started = std::time::Instant::now();
     let frame = ctx
         .sql(sql)
         .await
         .map_err(|error| ModelError::Sql(format!("{name}: {error}")))?;
+    materialize_frame(ctx, name, frame).await
+}
+
+async fn materialize_frame(ctx: &SessionContext, name: &str, frame: DataFrame) -> Result<Rows> {
+    let started = std::time::Instant::now();
     let schema = nullable(frame.schema().as_arrow());
     let batches = frame
         .collect()
