@@ -150,7 +150,7 @@ impl Modeller {
         events: DataFrame,
         high: i64,
     ) -> Result<ModelReport> {
-        ctx.register_table("events_this_run", events.into_view())?;
+        materialize_frame(ctx, "events_this_run", events).await?;
         let mut report = ModelReport {
             full: true,
             new_events: count(ctx, "SELECT count(*) FROM events_this_run").await?,

@@ -52,6 +52,7 @@ import json, sys, time
 import duckdb
 files, statements = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
 con.execute("CREATE SCHEMA atomic")
 con.execute(f"CREATE VIEW atomic.events AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true, union_by_name = true)")
@@ -312,7 +313,9 @@ async fn duckdb_time(lake: &Lake, config: &Config) -> Result<(String, f64, Strin
                 .unwrap_or("")
         );
     }
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .context("DuckDB script output")?;
     Ok((
         result["version"].as_str().unwrap_or("?").to_owned(),
         result["seconds"].as_f64().context("DuckDB script output")?,
