@@ -1,8 +1,9 @@
 //! kill -9 the loader while it commits, again and again: every acknowledged
 //! event ends up in atomic.events exactly once.
 
+use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Server, raw_http, try_sql, weft};
 
@@ -32,10 +33,13 @@ fn killing_the_loader_repeatedly_neither_drops_nor_repeats_events() {
         .and_then(|csv| csv.lines().nth(1).map(str::to_owned))
         .unwrap_or_else(|| "0,0".to_owned())
     };
-    // small batches make many commits; each run is killed a little later than the last
+    // Small batches make many commits. Each run is killed a little after it
+    // made a commit of its own, so the kill lands mid-load however slowly the
+    // machine starts the loader (start-up compiles the user agent regexes).
+    let commits = events_commits(data.path());
     let mut seen = Vec::new();
-    // (start-up compiles the user agent regexes: about a second in a debug build)
     for attempt in 0..8u64 {
+        let before = commits();
         let mut loader = weft()
             .args(["run", "load", "--data-dir"])
             .arg(data.path())
@@ -44,7 +48,14 @@ fn killing_the_loader_repeatedly_neither_drops_nor_repeats_events() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(600 + attempt * 300));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while commits() == before && Instant::now() < deadline {
+            if loader.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(attempt * 20));
         let _ = loader.kill();
         loader.wait().unwrap();
         seen.push(count());
@@ -67,4 +78,19 @@ fn killing_the_loader_repeatedly_neither_drops_nor_repeats_events() {
     );
 
     assert_eq!(count(), format!("{events},{events}"));
+}
+
+/// How many commits `atomic.events` has: its Delta log's JSON files.
+fn events_commits(data_dir: &Path) -> impl Fn() -> usize {
+    let log = data_dir.join("lake/atomic/events/_delta_log");
+    move || {
+        std::fs::read_dir(&log)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
 }
