@@ -2,6 +2,7 @@
 
 mod bench;
 mod data_dir;
+mod identity;
 mod model;
 mod quickstart;
 mod run;
@@ -53,6 +54,9 @@ enum Command {
     /// The web model (page views, sessions, users, conversions) for other engines.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Identity resolution: record linkage over any CSV files.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Simulate(args) => simulate::run(config, args).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::Model(command) => model::run(config, command).await,
+            Command::Identity(command) => identity::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

@@ -69,6 +69,25 @@ pub const SOURCES: [(&str, &[&str]); 4] = [
     ),
 ];
 
+/// Each source column that holds an identity, and the standard identity
+/// field it is (`weft identity link --map COLUMN=FIELD`); the first column of
+/// each source is its record id.
+pub const IDENTITY_COLUMNS: [(&str, &str); 13] = [
+    ("first_name", "first_name"),
+    ("last_name", "last_name"),
+    ("full_name", "full_name"),
+    ("name", "full_name"),
+    ("email", "email"),
+    ("phone", "phone"),
+    ("date_of_birth", "dob"),
+    ("street", "address"),
+    ("shipping_address", "address"),
+    ("city", "city"),
+    ("postcode", "postcode"),
+    ("country", "country"),
+    ("user_id", "user_id"),
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRecord {
     /// Index into [`SOURCES`].

@@ -1,0 +1,256 @@
+//! `weft identity link`: record linkage over any CSV files.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use weft_core::Config;
+use weft_identity::{LinkOptions, Linkage, Mapping, Rule, read_csv};
+
+use crate::UsageError;
+
+#[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Deduplicate one CSV file, or link and deduplicate several, into clusters of records
+    /// that are one person.
+    Link(LinkArgs),
+}
+
+#[derive(Args)]
+pub struct LinkArgs {
+    /// A CSV file with a header row; its name (without .csv) is its source.
+    #[arg(long = "records", value_name = "FILE", required = true)]
+    pub records: Vec<PathBuf>,
+    /// The column holding each record's id (each file uses the first it has; default: its first column).
+    #[arg(long = "id-column", value_name = "COLUMN")]
+    pub id_columns: Vec<String>,
+    /// COLUMN=FIELD: a column's identity field (first_name, last_name, full_name, email, phone,
+    /// dob, street_number, address, city, postcode, state, country, national_id, user_id).
+    #[arg(long = "map", value_name = "COLUMN=FIELD", required = true)]
+    pub map: Vec<String>,
+    /// Where to write source,record_id,cluster_id.
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Pairs at or above this match probability are linked.
+    #[arg(long, default_value_t = 0.9)]
+    pub threshold: f64,
+    /// Also write every link: its rule or match weight per field, and whether a guard refused it.
+    #[arg(long, value_name = "FILE")]
+    pub explain: Option<PathBuf>,
+    /// A deterministic rule (fields joined by +, e.g. email+first_name), in order; replaces the defaults.
+    #[arg(long = "rule", value_name = "FIELDS")]
+    pub rules: Vec<String>,
+    /// A blocking rule (fields joined by +); replaces the defaults.
+    #[arg(long = "block", value_name = "FIELDS")]
+    pub blocks: Vec<String>,
+    /// Phones without a country code are read in this country (ISO 3166 alpha-2).
+    #[arg(long, default_value = "GB")]
+    pub region: String,
+    /// Read 03/04/1990 as March 4th (default: 3 April).
+    #[arg(long)]
+    pub month_first: bool,
+}
+
+pub async fn run(_config: Config, command: IdentityCommand) -> Result<()> {
+    match command {
+        IdentityCommand::Link(args) => tokio::task::spawn_blocking(move || link(args)).await?,
+    }
+}
+
+fn link(args: LinkArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        return Err(UsageError("--threshold must be between 0 and 1".to_owned()).into());
+    }
+    let mut mapping = Mapping {
+        id_columns: args.id_columns.clone(),
+        ..Mapping::default()
+    };
+    for map in &args.map {
+        mapping
+            .add(map)
+            .map_err(|e| UsageError(format!("--map {map}: {e}")))?;
+    }
+    let parse_rules = |texts: &[String], flag: &str| -> Result<Option<Vec<Rule>>> {
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let rules = texts
+            .iter()
+            .map(|text| {
+                text.parse::<Rule>()
+                    .map_err(|e| UsageError(format!("{flag} {text}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(rules))
+    };
+    let options = LinkOptions {
+        deterministic: parse_rules(&args.rules, "--rule")?,
+        blocking: parse_rules(&args.blocks, "--block")?,
+        threshold: args.threshold,
+        normalise: weft_identity::NormaliseOptions {
+            default_region: args.region.to_ascii_uppercase(),
+            day_first: !args.month_first,
+        },
+        ..LinkOptions::default()
+    };
+
+    let started = Instant::now();
+    let paths: Vec<&std::path::Path> = args.records.iter().map(PathBuf::as_path).collect();
+    let unknown = weft_identity::source::unknown_columns(&paths, &mapping)
+        .map_err(|e| UsageError(e.to_string()))?;
+    if !unknown.is_empty() {
+        return Err(UsageError(format!(
+            "--map names columns no file has: {}",
+            unknown.join(", ")
+        ))
+        .into());
+    }
+    let mut records = Vec::new();
+    for path in &args.records {
+        let read = read_csv(path, &mapping).map_err(|e| UsageError(e.to_string()))?;
+        if records
+            .iter()
+            .any(|r: &weft_identity::RawRecord| read.first().is_some_and(|f| f.source == r.source))
+        {
+            return Err(UsageError(format!(
+                "two files are named {:?}: sources need distinct file names",
+                path.file_stem().unwrap_or_default()
+            ))
+            .into());
+        }
+        records.extend(read);
+    }
+    let read_time = started.elapsed();
+    let linkage = weft_identity::link(&records, &mapping.fields(), &options);
+    write_clusters(&args.output, &linkage)?;
+    if let Some(path) = &args.explain {
+        write_explain(path, &linkage)?;
+    }
+    let elapsed = started.elapsed();
+    let clusters = linkage.clusters.iter().max().map_or(0, |c| c + 1);
+    let t = &linkage.timings;
+    let compare_secs = t.compare.as_secs_f64().max(1e-9);
+    println!(
+        "linked {} records from {} source(s) into {clusters} clusters in {:.2} s ({:.0} records/s)",
+        linkage.records.len(),
+        linkage.sources.len(),
+        elapsed.as_secs_f64(),
+        linkage.records.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  blocking {} → {} candidate pairs compared ({:.0} pairs/s){}",
+        linkage
+            .blocking
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        linkage.pairs_compared,
+        linkage.pairs_compared as f64 / compare_secs,
+        if linkage.blocking_stats.oversized_blocks > 0 {
+            format!(
+                "; {} blocks over {} records left out",
+                linkage.blocking_stats.oversized_blocks, options.max_block_size
+            )
+        } else {
+            String::new()
+        }
+    );
+    let refused = linkage.links.iter().filter(|l| l.refused.is_some()).count();
+    println!(
+        "  {} links at p >= {} ({} by rules: {}), {refused} refused by guards; prior {:.2e}, {} EM iterations",
+        linkage.links.len(),
+        args.threshold,
+        linkage.links.iter().filter(|l| l.rule.is_some()).count(),
+        linkage
+            .deterministic
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        linkage.model.prior,
+        linkage.model.em_iterations
+    );
+    println!(
+        "  read {:.2} s, normalise {:.2} s, block {:.2} s, compare {:.2} s, learn {:.2} s, score and cluster {:.2} s",
+        read_time.as_secs_f64(),
+        t.normalise.as_secs_f64(),
+        t.block.as_secs_f64(),
+        t.compare.as_secs_f64(),
+        t.train.as_secs_f64(),
+        t.cluster.as_secs_f64()
+    );
+    println!("  clusters written to {}", args.output.display());
+    Ok(())
+}
+
+fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+fn write_clusters(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
+    let mut out = csv::Writer::from_writer(create(path)?);
+    out.write_record(["source", "record_id", "cluster_id"])?;
+    for (record, cluster) in linkage.records.iter().zip(&linkage.clusters) {
+        out.write_record([
+            linkage.sources[record.source as usize].as_str(),
+            record.id.as_str(),
+            &cluster.to_string(),
+        ])?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Every link with its evidence: the rule, or each comparison's level and weight.
+fn write_explain(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
+    let mut out = csv::Writer::from_writer(create(path)?);
+    let mut header = vec![
+        "cluster_id".to_owned(),
+        "left".to_owned(),
+        "right".to_owned(),
+        "rule".to_owned(),
+        "match_probability".to_owned(),
+        "match_weight".to_owned(),
+        "refused".to_owned(),
+    ];
+    header.push("prior_weight".to_owned());
+    for comparison in &linkage.model.comparisons {
+        header.push(comparison.name().to_owned());
+    }
+    out.write_record(&header)?;
+    for link in &linkage.links {
+        let mut row = vec![
+            linkage.clusters[link.a as usize].to_string(),
+            linkage.label(link.a),
+            linkage.label(link.b),
+            link.rule
+                .map(|r| linkage.deterministic[r].to_string())
+                .unwrap_or_default(),
+            format!("{:.6}", link.probability),
+            format!("{:.2}", link.weight),
+            link.refused
+                .map(|r| r.name().to_owned())
+                .unwrap_or_default(),
+            format!("{:.2}", linkage.model.prior_weight()),
+        ];
+        for term in linkage.terms(link) {
+            row.push(match term.level {
+                Some(level) => format!(
+                    "{} ({:+.2})",
+                    term.comparison.levels()[level as usize],
+                    term.weight
+                ),
+                None => "missing".to_owned(),
+            });
+        }
+        out.write_record(&row)?;
+    }
+    out.flush()?;
+    std::io::stdout().flush()?;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The linking pipeline: normalise, block, compare, learn, score, cluster.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Clusters, Guards, Refusal};
+use crate::compare::Comparison;
+use crate::field::Field;
+use crate::model::{Model, Pattern, Term, probability};
+use crate::record::{NormaliseOptions, RawRecord, Record};
+use crate::rules::{self, BlockingStats, Rule, unpack};
+
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Rules that link a pair outright, in order; `None`: chosen from the mapped fields.
+    pub deterministic: Option<Vec<Rule>>,
+    /// Which pairs are compared; `None`: chosen from the mapped fields.
+    pub blocking: Option<Vec<Rule>>,
+    /// Pairs at or above this match probability are linked.
+    pub threshold: f64,
+    /// Blocks with more records than this are left out (and counted).
+    pub max_block_size: usize,
+    pub guards: Guards,
+    pub normalise: NormaliseOptions,
+    /// Random pairs drawn to estimate u.
+    pub u_samples: usize,
+    pub em_iterations: usize,
+    pub threads: usize,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            deterministic: None,
+            blocking: None,
+            threshold: 0.9,
+            max_block_size: 1000,
+            guards: Guards::default(),
+            normalise: NormaliseOptions::default(),
+            u_samples: 2_000_000,
+            em_iterations: 50,
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        }
+    }
+}
+
+/// A linked pair: why, and how strongly.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub a: u32,
+    pub b: u32,
+    /// The deterministic rule that linked it, if one did.
+    pub rule: Option<usize>,
+    pub weight: f64,
+    pub probability: f64,
+    pub pattern: Pattern,
+    /// Set when a guard kept the two clusters apart.
+    pub refused: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub normalise: Duration,
+    pub block: Duration,
+    pub compare: Duration,
+    pub train: Duration,
+    pub cluster: Duration,
+}
+
+/// The result: records, their clusters and the links behind them.
+pub struct Linkage {
+    pub sources: Vec<String>,
+    pub records: Vec<Record>,
+    /// Each record's cluster, numbered from 0 by first appearance.
+    pub clusters: Vec<u32>,
+    /// Every pair at or above the threshold, strongest first.
+    pub links: Vec<Link>,
+    pub model: Model,
+    pub deterministic: Vec<Rule>,
+    pub blocking: Vec<Rule>,
+    pub blocking_stats: BlockingStats,
+    pub pairs_compared: usize,
+    pub timings: Timings,
+}
+
+/// Links records that were mapped to `mapped` fields.
+pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linkage {
+    let threads = options.threads.max(1);
+    let mut timings = Timings::default();
+
+    let started = Instant::now();
+    let mut sources: Vec<String> = Vec::new();
+    let source_of: Vec<u32> = raw
+        .iter()
+        .map(|r| match sources.iter().position(|s| *s == r.source) {
+            Some(i) => i as u32,
+            None => {
+                sources.push(r.source.clone());
+                (sources.len() - 1) as u32
+            }
+        })
+        .collect();
+    let records: Vec<Record> = parallel_chunks(raw.len(), threads, |range| {
+        range
+            .map(|i| Record::normalise(&raw[i], source_of[i], &options.normalise))
+            .collect()
+    });
+    timings.normalise = started.elapsed();
+
+    let started = Instant::now();
+    let deterministic = options
+        .deterministic
+        .clone()
+        .unwrap_or_else(|| rules::default_deterministic(mapped));
+    let blocking = options
+        .blocking
+        .clone()
+        .unwrap_or_else(|| rules::default_blocking(mapped));
+    let mut all_rules = blocking.clone();
+    all_rules.extend(
+        deterministic
+            .iter()
+            .filter(|r| !blocking.contains(r))
+            .cloned(),
+    );
+    let (pairs, blocking_stats) =
+        rules::candidate_pairs(&records, &all_rules, options.max_block_size);
+    timings.block = started.elapsed();
+
+    let started = Instant::now();
+    let comparisons: Vec<Comparison> = Comparison::ALL
+        .into_iter()
+        .filter(|c| c.fields().iter().any(|f| mapped.contains(f)))
+        .collect();
+    let mut model = Model::new(comparisons, &records, options.u_samples, threads);
+    let patterns: Vec<Pattern> = parallel_chunks(pairs.len(), threads, |range| {
+        range
+            .map(|i| {
+                let (a, b) = unpack(pairs[i]);
+                model.pattern(&records[a], &records[b])
+            })
+            .collect()
+    });
+    timings.compare = started.elapsed();
+
+    let started = Instant::now();
+    let mut counts: HashMap<Pattern, u64> = HashMap::new();
+    for pattern in &patterns {
+        *counts.entry(*pattern).or_default() += 1;
+    }
+    let n = records.len() as f64;
+    model.train(&counts, n * (n - 1.0) / 2.0, options.em_iterations);
+    timings.train = started.elapsed();
+
+    let started = Instant::now();
+    let mut links: Vec<Link> = parallel_chunks(pairs.len(), threads, |range| {
+        range
+            .filter_map(|i| {
+                let (a, b) = unpack(pairs[i]);
+                let (x, y) = (&records[a], &records[b]);
+                let rule = deterministic.iter().position(|r| r.matches(x, y));
+                let weight = model.weight(patterns[i], x, y);
+                let p = if rule.is_some() {
+                    1.0
+                } else {
+                    probability(weight)
+                };
+                (p >= options.threshold).then_some(Link {
+                    a: a as u32,
+                    b: b as u32,
+                    rule,
+                    weight,
+                    probability: p,
+                    pattern: patterns[i],
+                    refused: None,
+                })
+            })
+            .collect()
+    });
+    // rules first, in their order; then the strongest evidence
+    links.sort_by(|x, y| {
+        x.rule
+            .unwrap_or(usize::MAX)
+            .cmp(&y.rule.unwrap_or(usize::MAX))
+            .then(y.weight.total_cmp(&x.weight))
+            .then((x.a, x.b).cmp(&(y.a, y.b)))
+    });
+    let mut clusters = Clusters::new(&records, options.guards.clone());
+    for link in &mut links {
+        if let Err(refusal) = clusters.merge(link.a, link.b) {
+            link.refused = Some(refusal);
+        }
+    }
+    let assignments = clusters.assignments();
+    timings.cluster = started.elapsed();
+
+    Linkage {
+        sources,
+        clusters: assignments,
+        pairs_compared: pairs.len(),
+        records,
+        links,
+        model,
+        deterministic,
+        blocking,
+        blocking_stats,
+        timings,
+    }
+}
+
+impl Linkage {
+    /// Each comparison's level and weight for a link.
+    pub fn terms(&self, link: &Link) -> Vec<Term> {
+        self.model.terms(
+            link.pattern,
+            &self.records[link.a as usize],
+            &self.records[link.b as usize],
+        )
+    }
+
+    /// How a record reaches every other record of its cluster: for each
+    /// member, the chain of accepted links from `record` to it (breadth first).
+    pub fn paths(&self, record: u32) -> Vec<(u32, Vec<usize>)> {
+        let cluster = self.clusters[record as usize];
+        let mut adjacent: HashMap<u32, Vec<(u32, usize)>> = HashMap::new();
+        for (i, link) in self.links.iter().enumerate() {
+            if link.refused.is_none() && self.clusters[link.a as usize] == cluster {
+                adjacent.entry(link.a).or_default().push((link.b, i));
+                adjacent.entry(link.b).or_default().push((link.a, i));
+            }
+        }
+        let mut via: HashMap<u32, Option<(u32, usize)>> = HashMap::from([(record, None)]);
+        let mut queue = std::collections::VecDeque::from([record]);
+        let mut order = Vec::new();
+        while let Some(at) = queue.pop_front() {
+            order.push(at);
+            for &(next, link) in adjacent.get(&at).into_iter().flatten() {
+                if let std::collections::hash_map::Entry::Vacant(slot) = via.entry(next) {
+                    slot.insert(Some((at, link)));
+                    queue.push_back(next);
+                }
+            }
+        }
+        order
+            .into_iter()
+            .skip(1)
+            .map(|member| {
+                let mut chain = Vec::new();
+                let mut at = member;
+                while let Some(Some((previous, link))) = via.get(&at) {
+                    chain.push(*link);
+                    at = *previous;
+                }
+                chain.reverse();
+                (member, chain)
+            })
+            .collect()
+    }
+
+    pub fn find(&self, source: Option<&str>, id: &str) -> Option<u32> {
+        self.records
+            .iter()
+            .position(|r| r.id == id && source.is_none_or(|s| self.sources[r.source as usize] == s))
+            .map(|i| i as u32)
+    }
+
+    pub fn label(&self, record: u32) -> String {
+        let r = &self.records[record as usize];
+        format!("{}:{}", self.sources[r.source as usize], r.id)
+    }
+}
+
+/// `work` over `0..len` split into one contiguous range per thread, results in order.
+pub fn parallel_chunks<T: Send>(
+    len: usize,
+    threads: usize,
+    work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
+) -> Vec<T> {
+    if threads <= 1 || len < 10_000 {
+        return work(0..len);
+    }
+    let chunk = len.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let work = &work;
+                scope.spawn(move || work(t * chunk..((t + 1) * chunk).min(len)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker"))
+            .collect()
+    })
+}
