@@ -2,6 +2,7 @@
 
 mod collector;
 mod crash;
+mod identity;
 mod loader_crash;
 mod simulate;
 
