@@ -95,6 +95,10 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         .await
         .context("modelling page views, sessions and users")?;
     let model_time = modelling.elapsed();
+    let data_dir = config.data_dir.clone();
+    let identity = tokio::task::spawn_blocking(move || crate::identity::link_simulated(&data_dir))
+        .await?
+        .context("linking the customer records")?;
     let lake = Lake::new(&config.data_dir);
     let by_event = query(
         &lake,
@@ -137,6 +141,19 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         model.users,
         model.conversions,
         model_time.as_secs_f64()
+    );
+    let e = &identity.evaluation;
+    println!(
+        "  identity    {} customer records from {} systems → {} customers in {:.2} s (truth: {} people; pairwise precision {:.3}, recall {:.3}; B-cubed F1 {:.3}) — {}",
+        identity.records,
+        identity.sources,
+        identity.customers,
+        identity.seconds,
+        identity.people,
+        e.pairwise.precision,
+        e.pairwise.recall,
+        e.b_cubed.f1,
+        config.data_dir.join("identity/clusters.csv").display()
     );
     println!();
     println!(

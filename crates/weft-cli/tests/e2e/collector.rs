@@ -277,6 +277,18 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
         stdout.contains("| Direct"),
         "the channels are shown: {stdout}"
     );
+    // the shop's customer records are linked into customers, one row each in clusters.csv
+    let identity = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("identity"))
+        .unwrap_or_else(|| panic!("no identity line: {stdout}"));
+    let records: usize = identity.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        records > 0 && identity.contains("from 4 systems"),
+        "{identity}"
+    );
+    let clusters = std::fs::read_to_string(data.path().join("identity/clusters.csv")).unwrap();
+    assert_eq!(clusters.lines().count(), records + 1, "{identity}");
     let count = || {
         sql(
             data.path(),
