@@ -268,10 +268,9 @@ pub fn address(text: &str) -> Address {
         if words.is_empty() {
             continue;
         }
-        if !street_done && !out.number.is_empty() {
-            out.street = words.join(" ");
-            street_done = true;
-        } else if !street_done && segment_is_last_of_unit(&out) {
+        // the first segment with a number is the street line; so is a segment after a
+        // unit-only one ("Flat 3, Rose Court")
+        if !street_done && (!out.number.is_empty() || segment_is_last_of_unit(&out)) {
             out.street = words.join(" ");
             street_done = true;
         } else {
@@ -284,8 +283,7 @@ pub fn address(text: &str) -> Address {
     out
 }
 
-/// A segment with no number after a unit-only segment ("Flat 3, Rose Court")
-/// is still the street line.
+/// Nothing but a unit has been read yet.
 fn segment_is_last_of_unit(address: &Address) -> bool {
     address.street.is_empty() && address.locality.is_empty()
 }

@@ -132,7 +132,7 @@ fn simulated_records_cluster_as_their_people() {
         }
     }
     let mut wrong: Vec<_> = wrong.into_iter().collect();
-    wrong.sort_by(|a, b| b.1.cmp(&a.1));
+    wrong.sort_by_key(|b| std::cmp::Reverse(b.1));
     eprintln!("{wrong:?}");
     let reachable = linkable_recall(&linkage.records, &owners);
     eprintln!("pairs an identifier can reach: {reachable:.4} of the true pairs");
