@@ -151,35 +151,42 @@ impl FromStr for Rule {
 
 /// The blocking rules worth having for the mapped fields.
 pub fn default_blocking(mapped: &[Field]) -> Vec<Rule> {
-    [
-        "email",
-        "email_local",
-        "phone",
-        "national_id",
-        "user_id",
-        "dob",
-        "postcode+street_number",
-        "last_name+first_initial+postcode",
-        "first_name+last_name+city",
-    ]
-    .into_iter()
-    .map(|text| text.parse::<Rule>().expect("a valid built-in rule"))
-    .filter(|rule| rule.usable(mapped))
-    .collect()
+    usable(
+        &[
+            "email",
+            "email_local",
+            "phone",
+            "national_id",
+            "user_id",
+            "dob",
+            "postcode+street_number",
+            "last_name+first_initial+postcode",
+            "first_name+last_name+city",
+        ],
+        mapped,
+    )
 }
 
 /// Deterministic rules, in order: identifiers that name one person.
 pub fn default_deterministic(mapped: &[Field]) -> Vec<Rule> {
-    [
-        "user_id",
-        "national_id",
-        "email+first_name",
-        "phone+first_name+last_name",
-    ]
-    .into_iter()
-    .map(|text| text.parse::<Rule>().expect("a valid built-in rule"))
-    .filter(|rule| rule.usable(mapped))
-    .collect()
+    usable(
+        &[
+            "user_id",
+            "national_id",
+            "email+first_name",
+            "phone+first_name+last_name",
+        ],
+        mapped,
+    )
+}
+
+/// The built-in rules whose fields are all mapped.
+fn usable(rules: &[&str], mapped: &[Field]) -> Vec<Rule> {
+    rules
+        .iter()
+        .map(|text| text.parse::<Rule>().expect("a valid built-in rule"))
+        .filter(|rule| rule.usable(mapped))
+        .collect()
 }
 
 /// What blocking produced.
