@@ -1,6 +1,5 @@
 //! `weft identity link`: record linkage over any CSV files.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -217,8 +216,8 @@ fn write_explain(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
         "match_probability".to_owned(),
         "match_weight".to_owned(),
         "refused".to_owned(),
+        "prior_weight".to_owned(),
     ];
-    header.push("prior_weight".to_owned());
     for comparison in &linkage.model.comparisons {
         header.push(comparison.name().to_owned());
     }
@@ -251,7 +250,6 @@ fn write_explain(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
         out.write_record(&row)?;
     }
     out.flush()?;
-    std::io::stdout().flush()?;
     Ok(())
 }
 
