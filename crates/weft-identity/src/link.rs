@@ -37,7 +37,7 @@ impl Default for LinkOptions {
             max_block_size: 1000,
             guards: Guards::default(),
             normalise: NormaliseOptions::default(),
-            u_samples: 2_000_000,
+            u_samples: 10_000_000,
             em_iterations: 50,
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
