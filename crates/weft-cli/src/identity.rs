@@ -106,20 +106,18 @@ fn link(args: LinkArgs) -> Result<()> {
         ))
         .into());
     }
+    let mut sources = std::collections::HashSet::new();
     let mut records = Vec::new();
     for path in &args.records {
-        let read = read_csv(path, &mapping).map_err(|e| UsageError(e.to_string()))?;
-        if records
-            .iter()
-            .any(|r: &weft_identity::RawRecord| read.first().is_some_and(|f| f.source == r.source))
-        {
+        // the file's name is its source: two files of one name would mix their ids
+        if !sources.insert(path.file_stem().unwrap_or_default().to_owned()) {
             return Err(UsageError(format!(
                 "two files are named {:?}: sources need distinct file names",
                 path.file_stem().unwrap_or_default()
             ))
             .into());
         }
-        records.extend(read);
+        records.extend(read_csv(path, &mapping).map_err(|e| UsageError(e.to_string()))?);
     }
     let read_time = started.elapsed();
     let linkage = weft_identity::link(&records, &mapping.fields(), &options);
@@ -140,12 +138,7 @@ fn link(args: LinkArgs) -> Result<()> {
     );
     println!(
         "  blocking {} → {} candidate pairs compared ({:.0} pairs/s){}",
-        linkage
-            .blocking
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        listed(&linkage.blocking),
         linkage.pairs_compared,
         linkage.pairs_compared as f64 / compare_secs,
         if linkage.blocking_stats.oversized_blocks > 0 {
@@ -163,12 +156,7 @@ fn link(args: LinkArgs) -> Result<()> {
         linkage.links.len(),
         args.threshold,
         linkage.links.iter().filter(|l| l.rule.is_some()).count(),
-        linkage
-            .deterministic
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        listed(&linkage.deterministic),
         linkage.model.prior,
         linkage.model.em_iterations
     );
@@ -183,6 +171,15 @@ fn link(args: LinkArgs) -> Result<()> {
     );
     println!("  clusters written to {}", args.output.display());
     Ok(())
+}
+
+/// Rules as the user would write them, comma-separated.
+fn listed(rules: &[Rule]) -> String {
+    rules
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
