@@ -13,6 +13,7 @@ pub mod normalise;
 pub mod record;
 pub mod rules;
 pub mod source;
+pub mod stable;
 
 pub use cluster::{Guards, Refusal};
 pub use compare::Comparison;
@@ -22,6 +23,7 @@ pub use link::{Link, LinkOptions, Linkage, link};
 pub use record::{NormaliseOptions, RawRecord, Record};
 pub use rules::Rule;
 pub use source::{Mapping, read_csv};
+pub use stable::{Change, RecordKey, assign};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

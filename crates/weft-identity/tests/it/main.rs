@@ -2,3 +2,4 @@
 
 mod link;
 mod simulated;
+mod stable;

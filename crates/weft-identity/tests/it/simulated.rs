@@ -48,7 +48,7 @@ pub fn simulated_records(visitors: u64, seed: u64) -> (Vec<RawRecord>, Vec<u64>)
     (records, owners)
 }
 
-fn mapped() -> Vec<Field> {
+pub fn mapped() -> Vec<Field> {
     let mut fields: Vec<Field> = IDENTITY_COLUMNS
         .iter()
         .map(|(_, f)| f.parse().unwrap())
