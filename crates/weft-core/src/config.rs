@@ -34,6 +34,7 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub enrichments: EnrichmentsConfig,
     pub model: ModelConfig,
+    pub identity: IdentityConfig,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             maintenance: MaintenanceConfig::default(),
             enrichments: EnrichmentsConfig::default(),
             model: ModelConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -193,6 +195,98 @@ impl Default for ModelConfig {
                 event_name: "sign_up".into(),
                 ..ConversionRule::default()
             }],
+        }
+    }
+}
+
+/// Identity resolution (`weft run identity`): customer records from the
+/// sources, web identities from the lake, linked into `identity.person_map`
+/// and `profiles.customers`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Pairs at or above this match probability are linked.
+    pub threshold: f64,
+    /// Phones without a country code are read in this country (ISO 3166 alpha-2).
+    pub default_region: String,
+    /// Read 03/04/1990 as March 4th.
+    pub month_first: bool,
+    /// While `weft serve` runs: seconds between identity runs after the model
+    /// changed (0: only `weft run identity`).
+    pub interval_secs: u64,
+    /// Customer record sources, most trusted first (survivorship's `most_trusted`).
+    pub sources: Vec<IdentitySourceConfig>,
+    pub web: WebIdentityConfig,
+    /// Profile attribute → how its value is chosen among a customer's records:
+    /// `most_trusted` (source order, then most recent), `most_recent`, `most_frequent`.
+    pub survivorship: BTreeMap<String, String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.9,
+            default_region: "GB".to_owned(),
+            month_first: false,
+            interval_secs: 300,
+            sources: Vec::new(),
+            web: WebIdentityConfig::default(),
+            survivorship: [
+                ("first_name", "most_trusted"),
+                ("last_name", "most_trusted"),
+                ("email", "most_recent"),
+                ("phone", "most_recent"),
+                ("dob", "most_frequent"),
+                ("address", "most_recent"),
+            ]
+            .into_iter()
+            .map(|(a, r)| (a.to_owned(), r.to_owned()))
+            .collect(),
+        }
+    }
+}
+
+/// One source of customer records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySourceConfig {
+    /// The source's name in `identity.person_map` (`crm`, `orders`, …).
+    pub name: String,
+    /// A CSV or Parquet file (by its extension) …
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// … or a table of the lake, `schema.table`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// The column holding each record's id.
+    pub id_column: String,
+    /// Column → identity field (first_name, last_name, full_name, email, phone, dob,
+    /// street_number, address, city, postcode, state, country, national_id, user_id).
+    pub map: BTreeMap<String, String>,
+    /// The column with when the record was last true (for `most_recent`).
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// The column with the record's marketing consent (true/false, yes/no, 1/0).
+    #[serde(default)]
+    pub consent: Option<String>,
+}
+
+/// Web identities: each cookie seen with a user id (`derived.user_mapping`) or
+/// an email is a record of the source `web`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebIdentityConfig {
+    pub enabled: bool,
+    /// `COLUMN.KEY`: a self-describing column of `atomic.events` and the key of
+    /// its data that holds an email, e.g. `contexts_com_acme_user_1.email`.
+    pub emails: Vec<String>,
+}
+
+impl Default for WebIdentityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            emails: Vec::new(),
         }
     }
 }

@@ -1,0 +1,38 @@
+//! The identity stage over the lake: customer records from the configured
+//! sources (CSV, Parquet, lake tables) and web identities from the modelled
+//! tables, linked by `weft-identity`, given customer ids that survive reruns
+//! (`identity.person_map`, `identity.customer_changes`), and rolled up into
+//! one profile per customer with history (`profiles.customers`).
+
+pub mod customers;
+pub mod person_map;
+pub mod run;
+pub mod sources;
+pub mod web;
+
+pub use run::{IdentityReport, check_config, resolve};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilesError {
+    #[error("{0}")]
+    Config(String),
+    #[error("source {source_name}: {message}")]
+    Source {
+        source_name: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Lake(#[from] weft_lake::LakeError),
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error(transparent)]
+    Sql(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+}
+
+pub type Result<T, E = ProfilesError> = std::result::Result<T, E>;

@@ -1,0 +1,165 @@
+//! Web identities: every cookie (`domain_userid`) the model stitched to a user
+//! id, or seen with an email in a self-describing column, is a record of the
+//! source `web`, so the linker puts cookies, logins and CRM rows together.
+
+use std::collections::BTreeMap;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, TimeUnit};
+use weft_core::config::WebIdentityConfig;
+use weft_identity::{Field, RawRecord};
+use weft_lake::Lake;
+
+use crate::sources::SourceRecord;
+use crate::{ProfilesError, Result};
+
+/// The source name of web identities.
+pub const WEB_SOURCE: &str = "web";
+
+/// `COLUMN.KEY` of `identity.web.emails`, checked so it can be written into SQL.
+pub fn parse_email_path(path: &str) -> Result<(&str, &str), String> {
+    let (column, key) = path
+        .split_once('.')
+        .ok_or_else(|| format!("{path:?} is not COLUMN.KEY"))?;
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !word(column) || !word(key) {
+        return Err(format!(
+            "{path:?}: column and key are letters, digits and _"
+        ));
+    }
+    if !(column.starts_with("contexts_") || column.starts_with("unstruct_event_")) {
+        return Err(format!(
+            "{path:?}: the column is a self-describing one, contexts_… or unstruct_event_…"
+        ));
+    }
+    Ok((column, key))
+}
+
+#[derive(Default)]
+struct Cookie {
+    user_id: Option<(i64, String)>,
+    email: Option<(i64, String)>,
+}
+
+impl Cookie {
+    fn seen(slot: &mut Option<(i64, String)>, at: i64, value: String) {
+        if slot.as_ref().is_none_or(|(t, _)| at > *t) {
+            *slot = Some((at, value));
+        }
+    }
+}
+
+/// One record per identified cookie, its latest user id and email.
+pub async fn records(
+    lake: &Lake,
+    config: &WebIdentityConfig,
+    trust: usize,
+) -> Result<Vec<SourceRecord>> {
+    if !config.enabled {
+        return Ok(Vec::new());
+    }
+    let tables = lake.tables()?;
+    let has = |schema: &str, table: &str| tables.iter().any(|(s, t)| s == schema && t == table);
+    let mut cookies: BTreeMap<String, Cookie> = BTreeMap::new();
+    if has("derived", "user_mapping") {
+        let batches = weft_lake::sql::query(
+            lake,
+            "SELECT domain_userid, user_id, last_seen_tstamp AS seen FROM derived.user_mapping",
+        )
+        .await?;
+        for (cookie, user_id, at) in triples(&batches)? {
+            Cookie::seen(&mut cookies.entry(cookie).or_default().user_id, at, user_id);
+        }
+    }
+    if has("atomic", "events") && !config.emails.is_empty() {
+        let columns = weft_lake::sql::query(lake, "SELECT * FROM atomic.events LIMIT 0").await?;
+        let known = columns[0].schema();
+        for path in &config.emails {
+            let (column, key) = parse_email_path(path).map_err(ProfilesError::Config)?;
+            if known.field_with_name(column).is_err() {
+                continue; // no event has carried that entity yet
+            }
+            let value = if column.starts_with("contexts_") {
+                format!("json_get_str({column}, 0, '{key}')")
+            } else {
+                format!("json_get_str({column}, '{key}')")
+            };
+            let sql = format!(
+                "SELECT domain_userid, email, max(derived_tstamp) AS seen FROM \
+                   (SELECT domain_userid, {value} AS email, derived_tstamp FROM atomic.events \
+                    WHERE {column} IS NOT NULL AND domain_userid IS NOT NULL) e \
+                 WHERE email IS NOT NULL AND email <> '' GROUP BY domain_userid, email"
+            );
+            for (cookie, email, at) in triples(&weft_lake::sql::query(lake, &sql).await?)? {
+                Cookie::seen(&mut cookies.entry(cookie).or_default().email, at, email);
+            }
+        }
+    }
+    Ok(cookies
+        .into_iter()
+        .map(|(id, cookie)| {
+            let updated_at = [&cookie.user_id, &cookie.email]
+                .into_iter()
+                .flatten()
+                .map(|(t, _)| *t)
+                .max();
+            let mut values = Vec::new();
+            if let Some((_, user_id)) = cookie.user_id {
+                values.push((Field::UserId, user_id));
+            }
+            if let Some((_, email)) = cookie.email {
+                values.push((Field::Email, email));
+            }
+            SourceRecord {
+                raw: RawRecord {
+                    source: WEB_SOURCE.to_owned(),
+                    id,
+                    values,
+                },
+                updated_at,
+                consent: None,
+                trust,
+            }
+        })
+        .collect())
+}
+
+/// (text, text, timestamp in µs) rows.
+fn triples(batches: &[RecordBatch]) -> Result<Vec<(String, String, i64)>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let a = cast(batch.column(0), &DataType::Utf8)?;
+        let b = cast(batch.column(1), &DataType::Utf8)?;
+        let t = cast(
+            batch.column(2),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let (a, b) = (a.as_string::<i32>(), b.as_string::<i32>());
+        let t = t.as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
+        for row in 0..batch.num_rows() {
+            if a.is_null(row) || b.is_null(row) {
+                continue;
+            }
+            let at = if t.is_null(row) { 0 } else { t.value(row) };
+            out.push((a.value(row).to_owned(), b.value(row).to_owned(), at));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_paths_are_checked_before_they_reach_sql() {
+        assert_eq!(
+            parse_email_path("contexts_com_acme_user_1.email"),
+            Ok(("contexts_com_acme_user_1", "email"))
+        );
+        assert!(parse_email_path("contexts_x_1").is_err());
+        assert!(parse_email_path("contexts_x_1.email'); DROP").is_err());
+        assert!(parse_email_path("user_id.email").is_err());
+    }
+}
