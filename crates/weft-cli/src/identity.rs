@@ -1,12 +1,14 @@
 //! `weft identity link`: record linkage over any CSV files.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use weft_core::Config;
-use weft_identity::{LinkOptions, Linkage, Mapping, Rule, read_csv};
+use weft_core::config::{IdentityConfig, IdentitySourceConfig};
+use weft_identity::{Change, LinkOptions, Linkage, Mapping, RecordKey, Rule, read_csv};
 
 use crate::UsageError;
 
@@ -50,6 +52,11 @@ pub struct LinkArgs {
     /// Read 03/04/1990 as March 4th (default: 3 April).
     #[arg(long)]
     pub month_first: bool,
+    /// Keep customer ids stable across runs: read the previous run's
+    /// source,record_id,customer_id from FILE if it exists, write this run's there,
+    /// and append merges, splits and new customers to FILE's `.changes.csv` beside it.
+    #[arg(long, value_name = "FILE")]
+    pub person_map: Option<PathBuf>,
 }
 
 pub async fn run(_config: Config, command: IdentityCommand) -> Result<()> {
@@ -119,9 +126,17 @@ fn link(args: LinkArgs) -> Result<()> {
         }
         records.extend(read_csv(path, &mapping).map_err(|e| UsageError(e.to_string()))?);
     }
+    let previous = match &args.person_map {
+        Some(path) if path.exists() => read_person_map(path)?,
+        _ => HashMap::new(),
+    };
     let read_time = started.elapsed();
     let linkage = weft_identity::link(&records, &mapping.fields(), &options);
-    write_clusters(&args.output, &linkage)?;
+    let (customer_ids, changes) = customer_ids(&linkage, &previous);
+    write_clusters(&args.output, &linkage, &customer_ids)?;
+    if let Some(path) = &args.person_map {
+        write_person_map(path, &linkage, &customer_ids, &changes)?;
+    }
     if let Some(path) = &args.explain {
         write_explain(path, &linkage)?;
     }
@@ -169,8 +184,108 @@ fn link(args: LinkArgs) -> Result<()> {
         t.train.as_secs_f64(),
         t.cluster.as_secs_f64()
     );
+    if let Some(path) = &args.person_map {
+        let count = |kind: &str| changes.iter().filter(|c| c.kind() == kind).count();
+        println!(
+            "  customer ids: {} kept from {}, {} new, {} merged into another, {} split off, {} gone",
+            previous.values().collect::<HashSet<_>>().len() - count("merged") - count("gone"),
+            path.display(),
+            count("new"),
+            count("merged"),
+            count("split"),
+            count("gone")
+        );
+    }
     println!("  clusters written to {}", args.output.display());
     Ok(())
+}
+
+/// Stable customer ids for a linkage, keeping `previous` ones (see `weft_identity::stable`).
+pub fn customer_ids(
+    linkage: &Linkage,
+    previous: &HashMap<RecordKey, String>,
+) -> (Vec<String>, Vec<Change>) {
+    let keys: Vec<RecordKey> = linkage
+        .records
+        .iter()
+        .map(|r| (linkage.sources[r.source as usize].clone(), r.id.clone()))
+        .collect();
+    weft_identity::assign(&keys, &linkage.clusters, previous)
+}
+
+fn read_person_map(path: &std::path::Path) -> Result<HashMap<RecordKey, String>> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read the person map {}", path.display()))?;
+    if reader.headers()? != vec!["source", "record_id", "customer_id"] {
+        return Err(UsageError(format!(
+            "{} is not a person map: its header must be source,record_id,customer_id",
+            path.display()
+        ))
+        .into());
+    }
+    let mut map = HashMap::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", path.display(), line + 2))?;
+        map.insert((row[0].to_owned(), row[1].to_owned()), row[2].to_owned());
+    }
+    Ok(map)
+}
+
+/// Writes the map beside itself and renames it into place, so a crash leaves the old one whole.
+fn write_person_map(
+    path: &std::path::Path,
+    linkage: &Linkage,
+    customer_ids: &[String],
+    changes: &[Change],
+) -> Result<()> {
+    let changes_path = path.with_extension("changes.csv");
+    let new_file = !changes_path.exists();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&changes_path)
+        .with_context(|| format!("cannot write {}", changes_path.display()))?;
+    let mut out = csv::Writer::from_writer(file);
+    if new_file {
+        out.write_record(["run_at", "change", "customer_id", "other_customer_id"])?;
+    }
+    let run_at = chrono_now();
+    for change in changes {
+        out.write_record([
+            run_at.as_str(),
+            change.kind(),
+            change.customer_id(),
+            change.other().unwrap_or(""),
+        ])?;
+    }
+    out.flush()?;
+
+    let temporary = path.with_extension("csv.tmp");
+    let mut out = csv::Writer::from_writer(create(&temporary)?);
+    out.write_record(["source", "record_id", "customer_id"])?;
+    for (record, id) in linkage.records.iter().zip(customer_ids) {
+        out.write_record([
+            linkage.sources[record.source as usize].as_str(),
+            record.id.as_str(),
+            id,
+        ])?;
+    }
+    out.into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", temporary.display()))?
+        .into_inner()?
+        .sync_all()?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn chrono_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    chrono::DateTime::from_timestamp_millis(now.as_millis() as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Rules as the user would write them, comma-separated.
@@ -188,14 +303,24 @@ fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
     Ok(std::io::BufWriter::new(file))
 }
 
-fn write_clusters(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
+fn write_clusters(
+    path: &std::path::Path,
+    linkage: &Linkage,
+    customer_ids: &[String],
+) -> Result<()> {
     let mut out = csv::Writer::from_writer(create(path)?);
-    out.write_record(["source", "record_id", "cluster_id"])?;
-    for (record, cluster) in linkage.records.iter().zip(&linkage.clusters) {
+    out.write_record(["source", "record_id", "cluster_id", "customer_id"])?;
+    for ((record, cluster), id) in linkage
+        .records
+        .iter()
+        .zip(&linkage.clusters)
+        .zip(customer_ids)
+    {
         out.write_record([
             linkage.sources[record.source as usize].as_str(),
             record.id.as_str(),
             &cluster.to_string(),
+            id,
         ])?;
     }
     out.flush()?;
@@ -250,64 +375,83 @@ fn write_explain(path: &std::path::Path, linkage: &Linkage) -> Result<()> {
     Ok(())
 }
 
-/// What the quickstart shows of identity resolution: the simulated shop's
-/// customer records linked into customers, scored against the simulator's truth.
-pub struct SimulatedLinkage {
-    pub records: usize,
-    pub sources: usize,
-    pub customers: usize,
-    pub people: usize,
-    pub evaluation: weft_identity::Evaluation,
-    pub seconds: f64,
+/// The identity config of the simulated shop: its four systems, most trusted
+/// first, and the email its site's user entity carries.
+pub fn simulated_config(data_dir: &std::path::Path) -> IdentityConfig {
+    let sources = weft_sim::records::SOURCES
+        .iter()
+        .map(|(name, columns)| {
+            let (updated_at, consent) = match *name {
+                "crm" => (Some("created_at"), Some("marketing_opt_in")),
+                "orders" => (Some("ordered_at"), None),
+                "support" => (Some("opened_at"), None),
+                _ => (Some("subscribed_at"), Some("consent")),
+            };
+            IdentitySourceConfig {
+                name: (*name).to_owned(),
+                path: Some(data_dir.join("records").join(format!("{name}.csv"))),
+                table: None,
+                id_column: columns[0].to_owned(),
+                map: weft_sim::records::IDENTITY_COLUMNS
+                    .iter()
+                    .filter(|(column, _)| columns.contains(column))
+                    .map(|(column, field)| ((*column).to_owned(), (*field).to_owned()))
+                    .collect(),
+                updated_at: updated_at.map(str::to_owned),
+                consent: consent.map(str::to_owned),
+            }
+        })
+        .collect();
+    let mut config = IdentityConfig {
+        sources,
+        ..IdentityConfig::default()
+    };
+    config.web.emails = vec!["contexts_com_acme_user_1.email".to_owned()];
+    config
 }
 
-/// Links `dir/records/*.csv` with the simulator's column mapping, writes
-/// `dir/identity/clusters.csv`, and compares with `dir/truth/records.csv`.
-pub fn link_simulated(dir: &std::path::Path) -> Result<SimulatedLinkage> {
-    let started = Instant::now();
-    let mut mapping = Mapping::default();
-    for (column, field) in weft_sim::records::IDENTITY_COLUMNS {
-        mapping
-            .add(&format!("{column}={field}"))
-            .map_err(anyhow::Error::msg)?;
-    }
-    let mut records = Vec::new();
-    for (source, _) in weft_sim::records::SOURCES {
-        records.extend(read_csv(
-            &dir.join("records").join(format!("{source}.csv")),
-            &mapping,
-        )?);
-    }
-    let linkage = weft_identity::link(&records, &mapping.fields(), &LinkOptions::default());
-    let out = dir.join("identity");
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_clusters(&out.join("clusters.csv"), &linkage)?;
-    let seconds = started.elapsed().as_secs_f64();
+/// What the quickstart shows of identity resolution: the run, and its
+/// customers scored against the simulator's truth.
+pub struct SimulatedIdentity {
+    pub report: weft_profiles::IdentityReport,
+    pub people: usize,
+    pub evaluation: weft_identity::Evaluation,
+}
 
-    let mut truth = std::collections::HashMap::new();
-    let mut reader = csv::Reader::from_path(dir.join("truth/records.csv"))?;
+/// Compares `identity.person_map` with `data_dir/truth`: each customer record
+/// and each identified cookie, and the person it really is.
+pub async fn evaluate_simulated(
+    lake: &weft_lake::Lake,
+    data_dir: &std::path::Path,
+    report: weft_profiles::IdentityReport,
+) -> Result<SimulatedIdentity> {
+    let mut truth = HashMap::new();
+    let mut reader = csv::Reader::from_path(data_dir.join("truth/records.csv"))?;
     for row in reader.records() {
         let row = row?;
         truth.insert((row[0].to_owned(), row[1].to_owned()), row[2].to_owned());
     }
-    let owners: Vec<&str> = linkage
-        .records
-        .iter()
-        .map(|r| {
-            truth
-                .get(&(linkage.sources[r.source as usize].clone(), r.id.clone()))
-                .map_or("", String::as_str)
-        })
-        .collect();
-    Ok(SimulatedLinkage {
-        records: linkage.records.len(),
-        sources: linkage.sources.len(),
-        customers: linkage.clusters.iter().max().map_or(0, |c| *c as usize + 1),
-        people: owners
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
-        evaluation: weft_identity::evaluate(&linkage.clusters, &owners),
-        seconds,
+    let mut reader = csv::Reader::from_path(data_dir.join("truth/identifiers.csv"))?;
+    for row in reader.records() {
+        let row = row?;
+        if &row[0] == "domain_userid" {
+            truth.insert(
+                (weft_profiles::web::WEB_SOURCE.to_owned(), row[1].to_owned()),
+                row[2].to_owned(),
+            );
+        }
+    }
+    let customers = weft_profiles::run::customer_of(lake).await?;
+    let (mut predicted, mut owners) = (Vec::new(), Vec::new());
+    for (key, customer) in &customers {
+        if let Some(person) = truth.get(key) {
+            predicted.push(customer.as_str());
+            owners.push(person.as_str());
+        }
+    }
+    Ok(SimulatedIdentity {
+        report,
+        people: owners.iter().collect::<HashSet<_>>().len(),
+        evaluation: weft_identity::evaluate(&predicted, &owners),
     })
 }

@@ -95,11 +95,16 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         .await
         .context("modelling page views, sessions and users")?;
     let model_time = modelling.elapsed();
-    let data_dir = config.data_dir.clone();
-    let identity = tokio::task::spawn_blocking(move || crate::identity::link_simulated(&data_dir))
-        .await?
-        .context("linking the customer records")?;
     let lake = Lake::new(&config.data_dir);
+    if config.identity.sources.is_empty() {
+        let simulated = crate::identity::simulated_config(&config.data_dir);
+        config.identity.sources = simulated.sources;
+        config.identity.web.emails = simulated.web.emails;
+    }
+    let resolved = weft_profiles::resolve(&lake, &config.identity)
+        .await
+        .context("resolving identities")?;
+    let identity = crate::identity::evaluate_simulated(&lake, &config.data_dir, resolved).await?;
     let by_event = query(
         &lake,
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
@@ -143,17 +148,18 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         model_time.as_secs_f64()
     );
     let e = &identity.evaluation;
+    let r = &identity.report;
+    let web = r.sources.last().map_or(0, |(_, n)| *n);
     println!(
-        "  identity    {} customer records from {} systems → {} customers in {:.2} s (truth: {} people; pairwise precision {:.3}, recall {:.3}; B-cubed F1 {:.3}) — {}",
-        identity.records,
-        identity.sources,
-        identity.customers,
-        identity.seconds,
+        "  identity    {} customer records from {} systems and {web} web identities → {} customers in {:.2} s (truth: {} people; pairwise precision {:.3}, recall {:.3}; B-cubed F1 {:.3}) into identity.person_map, profiles.customers",
+        r.records - web,
+        r.sources.len() - 1,
+        r.customers,
+        r.seconds,
         identity.people,
         e.pairwise.precision,
         e.pairwise.recall,
         e.b_cubed.f1,
-        config.data_dir.join("identity/clusters.csv").display()
     );
     println!();
     println!(

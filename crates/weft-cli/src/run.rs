@@ -31,11 +31,14 @@ pub enum Stage {
     Load,
     /// atomic.events → derived.page_views, sessions, users, conversions, user_mapping.
     Model,
+    /// Customer records and web identities → identity.person_map, profiles.customers.
+    Identity,
     /// Compact every table's small files and vacuum files no recent version needs.
     Maintain,
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<()> {
+    weft_profiles::check_config(&config.identity).map_err(UsageError)?;
     let enrichments = enrichments(&config).await?;
     let modeller = modeller(&config)?;
     let _lock = data_dir::lock(&config.data_dir)?;
@@ -51,6 +54,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
             modeller.run().await?
         };
         print_model(&report);
+    }
+    if matches!(args.stage, None | Some(Stage::Identity)) {
+        let report = weft_profiles::resolve(&Lake::new(&config.data_dir), &config.identity).await?;
+        print_identity(&report);
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
         let lake = Lake::new(&config.data_dir);
@@ -88,6 +95,36 @@ pub fn print_model(report: &ModelReport) {
         report.conversions,
         report.users,
         report.mapped_cookies
+    );
+}
+
+pub fn print_identity(report: &weft_profiles::IdentityReport) {
+    if report.records == 0 {
+        println!(
+            "identity: no customer records or identified cookies (configure identity.sources)"
+        );
+        return;
+    }
+    let read: Vec<String> = report
+        .sources
+        .iter()
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    println!(
+        "identity (run {}): {} records ({}) → {} customers; {} candidate pairs, {} links; ids: {} kept, {} new, {} merged, {} split, {} gone; {} profiles versioned in {:.2} s",
+        report.run,
+        report.records,
+        read.join(", "),
+        report.customers,
+        report.pairs_compared,
+        report.links,
+        report.kept,
+        report.new,
+        report.merged,
+        report.split,
+        report.gone,
+        report.profiles_changed,
+        report.seconds
     );
 }
 

@@ -104,11 +104,18 @@ impl Pipeline {
         let interval = std::time::Duration::from_secs(config.loader.interval_secs.max(1));
         let lake = weft_lake::Lake::new(&config.data_dir);
         let maintenance = crate::run::maintenance_options(config);
+        // identity follows the model, at most once per interval, once sources are configured
+        let identity = config.identity.clone();
+        let identity_every = (config.identity.interval_secs > 0
+            && !config.identity.sources.is_empty())
+        .then(|| std::time::Duration::from_secs(config.identity.interval_secs));
         let maintenance_every = (config.maintenance.interval_secs > 0)
             .then(|| std::time::Duration::from_secs(config.maintenance.interval_secs));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut maintained = tokio::time::Instant::now();
+            let mut resolved: Option<tokio::time::Instant> = None;
+            let mut identity_pending = true;
             // at start, events loaded before may not be modelled yet
             let mut model_pending = true;
             loop {
@@ -129,9 +136,24 @@ impl Pipeline {
                 // the derived tables follow each load that brought events
                 if model_pending {
                     match modeller.run().await {
-                        Ok(_) => model_pending = false,
+                        Ok(report) => {
+                            model_pending = false;
+                            identity_pending |= report.new_events > 0;
+                        }
                         Err(error) => {
                             tracing::warn!(error = %error, "modelling failed; retrying at the next interval");
+                        }
+                    }
+                }
+                if let Some(every) = identity_every
+                    && identity_pending
+                    && resolved.is_none_or(|at| at.elapsed() >= every)
+                {
+                    resolved = Some(tokio::time::Instant::now());
+                    match weft_profiles::resolve(&lake, &identity).await {
+                        Ok(_) => identity_pending = false,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "identity resolution failed; retrying at the next interval");
                         }
                     }
                 }

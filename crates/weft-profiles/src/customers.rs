@@ -142,6 +142,21 @@ fn display_names(record: &SourceRecord) -> (String, String) {
     }
 }
 
+/// `north shields` → `North Shields`.
+fn title_case(words: &str) -> String {
+    words
+        .split(' ')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Each customer's profile from its records (`records[i]` normalised as
 /// `normalised[i]`, customer `customer_ids[i]`).
 pub fn profiles(
@@ -232,7 +247,11 @@ pub fn profiles(
             phone,
             dob,
             street: address.and_then(|i| text(records[i].raw.get(IdField::Address))),
-            city: address.and_then(|i| text(records[i].raw.get(IdField::City))),
+            // a shipping address line carries its town: the normalised one then
+            city: address.and_then(|i| {
+                text(records[i].raw.get(IdField::City))
+                    .or_else(|| text(&title_case(&normalised[i].city)))
+            }),
             postcode: address.and_then(|i| text(records[i].raw.get(IdField::Postcode))),
             country: members
                 .iter()
@@ -340,7 +359,7 @@ pub async fn web_rollups(
         let conversions = context
             .sql(
                 "SELECT k.customer_id, count(*) AS conversions, \
-                   coalesce(sum(CAST(c.value AS DOUBLE)), 0) AS revenue \
+                   round(coalesce(sum(CAST(c.value AS DOUBLE)), 0), 2) AS revenue \
                  FROM derived.conversions c JOIN cookie_customers k ON k.domain_userid = c.domain_userid \
                  GROUP BY k.customer_id",
             )
@@ -661,6 +680,12 @@ mod tests {
             survive(Survivorship::MostTrusted, &tie),
             survive(Survivorship::MostTrusted, &reversed)
         );
+    }
+
+    #[test]
+    fn towns_read_from_an_address_line_are_written_as_names() {
+        assert_eq!(title_case("north shields"), "North Shields");
+        assert_eq!(title_case(""), "");
     }
 
     #[test]

@@ -21,8 +21,9 @@ pub enum ProfilesError {
         source_name: String,
         message: String,
     },
+    // the large errors are boxed: a Result stays small on the happy path
     #[error(transparent)]
-    Lake(#[from] weft_lake::LakeError),
+    Lake(Box<weft_lake::LakeError>),
     #[error("delta table {table}: {source}")]
     Delta {
         table: String,
@@ -30,9 +31,27 @@ pub enum ProfilesError {
         source: Box<deltalake::DeltaTableError>,
     },
     #[error(transparent)]
-    Sql(#[from] deltalake::datafusion::error::DataFusionError),
+    Sql(Box<deltalake::datafusion::error::DataFusionError>),
     #[error("arrow: {0}")]
-    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    Arrow(Box<deltalake::arrow::error::ArrowError>),
+}
+
+impl From<weft_lake::LakeError> for ProfilesError {
+    fn from(error: weft_lake::LakeError) -> Self {
+        Self::Lake(Box::new(error))
+    }
+}
+
+impl From<deltalake::datafusion::error::DataFusionError> for ProfilesError {
+    fn from(error: deltalake::datafusion::error::DataFusionError) -> Self {
+        Self::Sql(Box::new(error))
+    }
+}
+
+impl From<deltalake::arrow::error::ArrowError> for ProfilesError {
+    fn from(error: deltalake::arrow::error::ArrowError) -> Self {
+        Self::Arrow(Box::new(error))
+    }
 }
 
 pub type Result<T, E = ProfilesError> = std::result::Result<T, E>;

@@ -176,12 +176,14 @@ async fn customers_keep_their_ids_and_profiles_keep_their_history() {
 async fn a_bad_source_is_one_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
-    let mut config = IdentityConfig::default();
-    config.sources = vec![source(
-        "crm",
-        write(dir.path(), "crm.csv", "id,mail\n1,a@b.com\n"),
-        &[("email", "email")],
-    )];
+    let mut config = IdentityConfig {
+        sources: vec![source(
+            "crm",
+            write(dir.path(), "crm.csv", "id,mail\n1,a@b.com\n"),
+            &[("email", "email")],
+        )],
+        ..IdentityConfig::default()
+    };
     let error = resolve(&lake, &config).await.unwrap_err().to_string();
     assert!(
         error.contains("crm") && error.contains("map.email"),

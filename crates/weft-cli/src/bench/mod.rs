@@ -18,6 +18,7 @@ use weft_collect::RawLog;
 use weft_collect::protocol::TP2_PATH;
 use weft_core::Config;
 
+mod identity;
 mod load;
 mod model;
 
@@ -35,6 +36,9 @@ pub enum BenchCommand {
     /// The web model: a full build over simulated events and an incremental run
     /// after 1% more, beside DuckDB running the same SQL on the same files.
     Model(model::ModelArgs),
+    /// Identity resolution of simulated customer records, end to end, beside
+    /// Splink (DuckDB) with a comparable model on the same records.
+    Identity(identity::IdentityArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +66,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Collect(args) => collect(config, args).await,
         BenchCommand::Load(args) => load::run(config, args).await,
         BenchCommand::Model(args) => model::run(config, args).await,
+        BenchCommand::Identity(args) => identity::run(config, args).await,
     }
 }
 

@@ -277,18 +277,42 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
         stdout.contains("| Direct"),
         "the channels are shown: {stdout}"
     );
-    // the shop's customer records are linked into customers, one row each in clusters.csv
+    // the shop's customer records and identified cookies are linked into customers
     let identity = stdout
         .lines()
         .find(|l| l.trim_start().starts_with("identity"))
         .unwrap_or_else(|| panic!("no identity line: {stdout}"));
-    let records: usize = identity.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let words: Vec<&str> = identity.split_whitespace().collect();
+    let records: usize = words[1].parse().unwrap();
+    let web: usize = words[words.iter().position(|w| *w == "and").unwrap() + 1]
+        .parse()
+        .unwrap();
     assert!(
-        records > 0 && identity.contains("from 4 systems"),
+        records > 0 && web > 0 && identity.contains("from 4 systems"),
         "{identity}"
     );
-    let clusters = std::fs::read_to_string(data.path().join("identity/clusters.csv")).unwrap();
-    assert_eq!(clusters.lines().count(), records + 1, "{identity}");
+    assert_eq!(
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM identity.person_map WHERE kind = 'record'",
+            "csv"
+        ),
+        format!("n\n{}\n", records + web),
+        "{identity}"
+    );
+    // one current profile per customer, each with its records
+    let customers: usize = words[words.iter().position(|w| *w == "→").unwrap() + 1]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        sql(
+            data.path(),
+            "SELECT count(*) AS n, count(DISTINCT customer_id) AS c, min(records) AS r FROM profiles.customers WHERE is_current",
+            "csv"
+        ),
+        format!("n,c,r\n{customers},{customers},1\n"),
+        "{identity}"
+    );
     let count = || {
         sql(
             data.path(),

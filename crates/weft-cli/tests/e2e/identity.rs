@@ -81,7 +81,10 @@ fn two_files_link_into_clusters_with_their_evidence() {
 
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("source,record_id,cluster_id"));
+    assert_eq!(
+        lines.next(),
+        Some("source,record_id,cluster_id,customer_id")
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 303);
     let cluster = |source: &str, id: &str| {
@@ -108,6 +111,105 @@ fn two_files_link_into_clusters_with_their_evidence() {
         .find(|l| l.contains("orders:O1") && l.contains("crm:C3"))
         .expect("the link behind O1");
     assert!(o1.contains("email") || o1.contains("exact ("), "{o1}");
+}
+
+#[test]
+fn a_person_map_keeps_customer_ids_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let crm = write(
+        dir.path(),
+        "crm.csv",
+        "id,first_name,last_name,email,dob\n\
+         C1,Ann,Smith,ann@example.com,1990-04-03\n\
+         C2,Bob,Jones,bob@example.org,1985-11-30\n\
+         C3,Cleo,Park,cleo@example.net,1979-02-01\n",
+    );
+    let map = dir.path().join("people.csv");
+    let out = dir.path().join("clusters.csv");
+    let run = |files: &[&Path]| {
+        let mut args = vec![];
+        for f in files {
+            args.extend(["--records", f.to_str().unwrap()]);
+        }
+        args.extend([
+            "--map",
+            "first_name=first_name",
+            "--map",
+            "last_name=last_name",
+            "--map",
+            "email=email",
+            "--map",
+            "dob=dob",
+            "--output",
+            out.to_str().unwrap(),
+            "--person-map",
+            map.to_str().unwrap(),
+        ]);
+        let output = link(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ids: std::collections::HashMap<String, String> = std::fs::read_to_string(&map)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (format!("{}:{}", f[0], f[1]), f[2].to_owned())
+            })
+            .collect();
+        (ids, String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (first, stdout) = run(&[&crm]);
+    assert!(stdout.contains("0 kept"), "{stdout}");
+    assert_eq!(
+        first
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3
+    );
+
+    // Ann ordered; a new customer did too: Ann keeps her id, the newcomer gets one
+    let orders = write(
+        dir.path(),
+        "orders.csv",
+        "id,first_name,last_name,email\nO1,Ann,Smith,ann@example.com\nO2,Dee,Vale,dee@example.com\n",
+    );
+    let (second, stdout) = run(&[&crm, &orders]);
+    assert!(
+        stdout.contains("3 kept") && stdout.contains("1 new"),
+        "{stdout}"
+    );
+    for key in ["crm:C1", "crm:C2", "crm:C3"] {
+        assert_eq!(first[key], second[key], "{key} kept its id");
+    }
+    assert_eq!(second["orders:O1"], first["crm:C1"]);
+    assert!(!first.values().any(|id| *id == second["orders:O2"]));
+    let changes = std::fs::read_to_string(dir.path().join("people.changes.csv")).unwrap();
+    let kinds: Vec<&str> = changes
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(kinds, ["new", "new", "new", "new"], "{changes}");
+    let clusters = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        clusters.contains(&format!(",{}", second["orders:O2"])),
+        "{clusters}"
+    );
+
+    // a file that is not a person map is refused, and left as it was
+    std::fs::write(&map, "a,b\n1,2\n").unwrap();
+    let mut args = vec!["--records", crm.to_str().unwrap()];
+    args.extend(["--map", "email=email", "--output", out.to_str().unwrap()]);
+    args.extend(["--person-map", map.to_str().unwrap()]);
+    let output = link(&args);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a person map"));
+    assert_eq!(std::fs::read_to_string(&map).unwrap(), "a,b\n1,2\n");
 }
 
 #[test]
