@@ -100,11 +100,32 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
             }
         })
         .collect();
-    let records: Vec<Record> = parallel_chunks(raw.len(), threads, |range| {
+    let mut records: Vec<Record> = parallel_chunks(raw.len(), threads, |range| {
         range
-            .map(|i| Record::normalise(&raw[i], source_of[i], &options.normalise))
+            .map(|i| Record::normalise_except_phone(&raw[i], source_of[i], &options.normalise))
             .collect()
     });
+    // phones region by region: the parser compiles its patterns into a small
+    // shared cache, which thrashes when regions alternate
+    let regions: Vec<String> = raw
+        .iter()
+        .map(|r| Record::phone_region(r, &options.normalise))
+        .collect();
+    let mut order: Vec<usize> = (0..raw.len())
+        .filter(|&i| !raw[i].get(Field::Phone).is_empty())
+        .collect();
+    order.sort_by(|&a, &b| regions[a].cmp(&regions[b]));
+    let phones: Vec<String> = parallel_chunks(order.len(), threads, |range| {
+        range
+            .map(|k| {
+                let i = order[k];
+                crate::normalise::phone(raw[i].get(Field::Phone), &regions[i]).unwrap_or_default()
+            })
+            .collect()
+    });
+    for (i, phone) in order.into_iter().zip(phones) {
+        records[i].phone = phone;
+    }
     timings.normalise = started.elapsed();
 
     let started = Instant::now();

@@ -63,6 +63,28 @@ pub struct Record {
 
 impl Record {
     pub fn normalise(raw: &RawRecord, source: u32, options: &NormaliseOptions) -> Self {
+        let mut record = Self::normalise_except_phone(raw, source, options);
+        record.phone = normalise::phone(raw.get(Field::Phone), &Self::phone_region(raw, options))
+            .unwrap_or_default();
+        record
+    }
+
+    /// The country a record's phone is read in: its own, else the default.
+    pub fn phone_region(raw: &RawRecord, options: &NormaliseOptions) -> String {
+        let country = normalise::country(raw.get(Field::Country));
+        if country.len() == 2 {
+            country
+        } else {
+            options.default_region.clone()
+        }
+    }
+
+    /// Every field but the phone, which a caller parses (see `link`).
+    pub fn normalise_except_phone(
+        raw: &RawRecord,
+        source: u32,
+        options: &NormaliseOptions,
+    ) -> Self {
         let (mut first, mut last) = (
             normalise::name(raw.get(Field::FirstName)),
             normalise::name(raw.get(Field::LastName)),
@@ -71,11 +93,6 @@ impl Record {
             (first, last) = normalise::split_full_name(raw.get(Field::FullName));
         }
         let country = normalise::country(raw.get(Field::Country));
-        let region = if country.len() == 2 {
-            country.as_str()
-        } else {
-            options.default_region.as_str()
-        };
         let mut address = normalise::address(raw.get(Field::Address));
         let number = raw.get(Field::StreetNumber).trim();
         if !number.is_empty() {
@@ -89,7 +106,7 @@ impl Record {
             source,
             id: raw.id.clone(),
             email: normalise::email(raw.get(Field::Email)).unwrap_or_default(),
-            phone: normalise::phone(raw.get(Field::Phone), region).unwrap_or_default(),
+            phone: String::new(),
             dob: normalise::date(raw.get(Field::Dob), options.day_first),
             postcode: normalise::postcode(raw.get(Field::Postcode)),
             state: normalise::words(raw.get(Field::State)),

@@ -50,6 +50,9 @@ pub const DERIVED_TABLES: [&str; 5] = [
     "user_mapping",
 ];
 
+/// About how many events a full build keeps in memory at once.
+const FULL_BUILD_BUCKET_EVENTS: u64 = 1_500_000;
+
 /// The tables keyed by session, partitioned by the date it started.
 const SESSION_TABLES: [&str; 3] = ["page_views", "sessions", "conversions"];
 const SESSION_DATE: &str = "session_date";
@@ -79,11 +82,23 @@ pub struct ModelReport {
 pub struct Modeller {
     lake: Lake,
     config: ModelConfig,
+    bucket_events: u64,
 }
 
 impl Modeller {
     pub fn new(lake: Lake, config: ModelConfig) -> Self {
-        Self { lake, config }
+        Self {
+            lake,
+            config,
+            bucket_events: FULL_BUILD_BUCKET_EVENTS,
+        }
+    }
+
+    /// About how many events a full build keeps in memory at once (sessions
+    /// are derived a bucket of them at a time).
+    pub fn with_bucket_events(mut self, events: u64) -> Self {
+        self.bucket_events = events.max(1);
+        self
     }
 
     /// Brings the derived tables up to date: only what new events changed, or
@@ -142,7 +157,11 @@ impl Modeller {
         Ok(report)
     }
 
-    /// Every table from every event.
+    /// Every table from every event, sessions a bucket at a time: a bucket's
+    /// events are read and kept in memory while its page views, sessions and
+    /// conversions are derived, so memory stays bounded however many events
+    /// there are. The user mapping (from every event's user id) comes first,
+    /// the users (from every session) last.
     async fn full(
         &self,
         ctx: &SessionContext,
@@ -150,19 +169,67 @@ impl Modeller {
         events: DataFrame,
         high: i64,
     ) -> Result<ModelReport> {
-        materialize_frame(ctx, "events_this_run", events).await?;
+        ctx.register_table("all_events", events.into_view())?;
+        let new_events = count(ctx, "SELECT count(*) FROM all_events").await?;
         let mut report = ModelReport {
             full: true,
-            new_events: count(ctx, "SELECT count(*) FROM events_this_run").await?,
+            new_events,
             ..ModelReport::default()
         };
-        // the same queries, in the same order, that another engine runs from `ModelSql::script`
+        let buckets = new_events.div_ceil(self.bucket_events.max(1)).clamp(1, 64);
+        let statements: std::collections::HashMap<&str, String> =
+            sql.statements()?.into_iter().collect();
+        let statement = |name: &str| {
+            statements
+                .get(name)
+                .ok_or_else(|| ModelError::Sql(format!("the model has no {name}")))
+        };
+        register_sql(ctx, "events_this_run", "SELECT * FROM all_events").await?;
+        materialize(ctx, "user_ids", statement("user_ids")?).await?;
         let mut results = std::collections::HashMap::new();
-        for (name, text) in sql.statements()? {
-            if name != "events_this_run" {
-                results.insert(name, materialize(ctx, name, &text).await?);
+        results.insert(
+            "user_mapping",
+            materialize(ctx, "user_mapping", statement("user_mapping")?).await?,
+        );
+        let mut per_session: std::collections::HashMap<&str, Rows> =
+            std::collections::HashMap::new();
+        for bucket in 0..buckets {
+            ctx.deregister_table("events_this_run")?;
+            let events = ctx.table("all_events").await?;
+            let events = if buckets == 1 {
+                events
+            } else {
+                // session ids are random: their first character spreads them over the buckets
+                let first =
+                    deltalake::datafusion::functions::expr_fn::ascii(col("domain_sessionid"));
+                events.filter((first % lit(buckets as i32)).eq(lit(bucket as i32)))?
+            };
+            materialize_frame(ctx, "events_this_run", events).await?;
+            for name in [
+                "page_views_this_run",
+                "sessions_this_run",
+                "conversions_this_run",
+            ] {
+                ctx.deregister_table(name)?;
+                let rows = materialize(ctx, name, statement(name)?).await?;
+                let rows = match per_session.remove(name) {
+                    Some(before) => before.union(rows)?,
+                    None => rows,
+                };
+                per_session.insert(name, rows);
             }
         }
+        ctx.deregister_table("events_this_run")?;
+        for (name, rows) in per_session {
+            ctx.deregister_table(name)?;
+            ctx.register_table(name, rows.mem_table()?)?;
+            results.insert(name, rows);
+        }
+        register_sql(ctx, "user_sessions", statement("user_sessions")?).await?;
+        results.insert(
+            "users_this_run",
+            materialize(ctx, "users_this_run", statement("users_this_run")?).await?,
+        );
         let mut take = |name: &str| {
             results
                 .remove(name)

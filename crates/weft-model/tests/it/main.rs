@@ -378,21 +378,30 @@ pub async fn assert_same_as_rebuild(setup: &Setup) {
                 .await,
         );
     }
-    let report = setup.modeller().rebuild().await.unwrap();
-    assert!(report.full);
-    for ((table, key), before) in keys.into_iter().zip(incremental) {
-        let after = setup
-            .text(&format!("SELECT * FROM derived.{table} ORDER BY {key}"))
-            .await;
-        assert!(
-            after.lines().count() > 0 || matches!(table, "conversions" | "user_mapping"),
-            "derived.{table} is empty"
-        );
-        assert!(
-            before == after,
-            "derived.{table} differs from a rebuild:\n{}",
-            first_difference(&before, &after)
-        );
+    // a rebuild in one go, then one that derives sessions a few events' worth at a time
+    for (rebuild, modeller) in [
+        ("a rebuild", setup.modeller()),
+        (
+            "a rebuild in buckets",
+            setup.modeller().with_bucket_events(25),
+        ),
+    ] {
+        let report = modeller.rebuild().await.unwrap();
+        assert!(report.full);
+        for ((table, key), before) in keys.into_iter().zip(&incremental) {
+            let after = setup
+                .text(&format!("SELECT * FROM derived.{table} ORDER BY {key}"))
+                .await;
+            assert!(
+                after.lines().count() > 0 || matches!(table, "conversions" | "user_mapping"),
+                "derived.{table} is empty"
+            );
+            assert!(
+                *before == after,
+                "derived.{table} differs from {rebuild}:\n{}",
+                first_difference(before, &after)
+            );
+        }
     }
 }
 
