@@ -619,7 +619,7 @@ async fn materialize_frame(ctx: &SessionContext, name: &str, frame: DataFrame) -
         .collect()
         .await?
         .iter()
-        .map(|batch| conform(batch, &schema))
+        .map(|batch| conform(batch, &schema).map(|batch| compact(&batch)))
         .collect::<Result<_>>()?;
     let rows = Rows { schema, batches };
     ctx.register_table(name, rows.mem_table()?)?;
@@ -749,6 +749,26 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// The batch with its string views copied out of the buffers they point
+/// into: a filtered or joined view column keeps its input's whole buffers
+/// alive, so a kept result would otherwise pin every event it was made from.
+fn compact(batch: &RecordBatch) -> RecordBatch {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::DataType;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| -> ArrayRef {
+            match column.data_type() {
+                DataType::Utf8View => Arc::new(column.as_string_view().gc()),
+                DataType::BinaryView => Arc::new(column.as_binary_view().gc()),
+                _ => Arc::clone(column),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).expect("the same columns, compacted")
 }
 
 fn delta_error(table: &str, source: deltalake::DeltaTableError) -> ModelError {

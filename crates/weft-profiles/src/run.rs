@@ -146,7 +146,10 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
         ..LinkOptions::default()
     };
     let raw: Vec<_> = records.iter().map(|r| r.raw.clone()).collect();
-    let linkage = weft_identity::link(&raw, &mapped, &options);
+    // seconds of work on every core: off the runtime's threads, which serve requests meanwhile
+    let linkage = tokio::task::spawn_blocking(move || weft_identity::link(&raw, &mapped, &options))
+        .await
+        .map_err(|e| ProfilesError::Config(format!("identity linking stopped: {e}")))?;
     report.pairs_compared = linkage.pairs_compared;
     report.links = linkage.links.iter().filter(|l| l.refused.is_none()).count();
 

@@ -158,6 +158,17 @@ pub async fn run(_config: Config, args: IdentityArgs) -> Result<()> {
         t.cluster.as_secs_f64()
     );
     print_scores("weft", &ours);
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for cluster in &linkage.clusters {
+        *sizes.entry(*cluster).or_default() += 1;
+    }
+    let mut sizes: Vec<usize> = sizes.into_values().collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    println!(
+        "  weft        largest clusters: {:?} records; {} links refused by guards",
+        &sizes[..sizes.len().min(5)],
+        linkage.links.iter().filter(|l| l.refused.is_some()).count()
+    );
 
     if args.no_splink {
         return Ok(());
