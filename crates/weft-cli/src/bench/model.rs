@@ -54,7 +54,8 @@ const COMPARED: [&str; 5] = [
 const DUCKDB_SCRIPT: &str = r#"
 import json, sys, time
 import duckdb
-files, statements = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+given = json.load(sys.stdin)  # thousands of file names do not fit in an argument list
+files, statements = given["files"], given["statements"]
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
@@ -310,12 +311,20 @@ async fn duckdb_time(lake: &Lake, config: &Config) -> Result<(String, f64, Strin
         .get_file_uris()?
         .map(|uri| uri.strip_prefix("file://").unwrap_or(&uri).to_owned())
         .collect();
-    let output = std::process::Command::new("python3")
+    let mut child = std::process::Command::new("python3")
         .args(["-c", DUCKDB_SCRIPT])
-        .arg(serde_json::to_string(&files)?)
-        .arg(serde_json::to_string(&statements)?)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("python3 is needed to run DuckDB")?;
+    let given = serde_json::json!({ "files": files, "statements": statements });
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("python3's stdin")?;
+        stdin.write_all(given.to_string().as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
             "pip install duckdb to compare ({})",
