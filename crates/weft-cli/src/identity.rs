@@ -441,7 +441,8 @@ pub async fn evaluate_simulated(
             );
         }
     }
-    let customers = weft_profiles::run::customer_of(lake).await?;
+    let context = weft_lake::sql::session(lake).await?;
+    let customers = weft_profiles::person_map::previous(&context).await?;
     let (mut predicted, mut owners) = (Vec::new(), Vec::new());
     for (key, customer) in &customers {
         if let Some(person) = truth.get(key) {

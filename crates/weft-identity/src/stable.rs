@@ -162,7 +162,7 @@ fn mint(seed: &RecordKey, taken: &HashSet<String>) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
-fn fnv1a(parts: &[&str], salt: u64) -> u64 {
+pub fn fnv1a(parts: &[&str], salt: u64) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ salt;
     for byte in parts.iter().flat_map(|p| p.bytes()) {
         hash ^= u64::from(byte);

@@ -14,8 +14,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
 use weft_identity::{Field as IdField, Record};
-use weft_lake::Lake;
 
 use crate::sources::SourceRecord;
 use crate::web::WEB_SOURCE;
@@ -280,16 +280,13 @@ pub fn profiles(
 /// Sessions, page views, engaged time, first and last seen and channel, and
 /// conversions with revenue, per customer, through their cookies.
 pub async fn web_rollups(
-    lake: &Lake,
+    context: &SessionContext,
     cookie_customers: &[(String, String)],
 ) -> Result<HashMap<String, WebRollup>> {
-    let tables = lake.tables()?;
-    let has = |table: &str| tables.iter().any(|(s, t)| s == "derived" && t == table);
     let mut out: HashMap<String, WebRollup> = HashMap::new();
-    if cookie_customers.is_empty() || !has("sessions") {
+    if cookie_customers.is_empty() || !crate::has_table(context, "derived.sessions") {
         return Ok(out);
     }
-    let context = weft_lake::sql::session(lake).await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("domain_userid", DataType::Utf8, false),
         Field::new("customer_id", DataType::Utf8, false),
@@ -355,7 +352,7 @@ pub async fn web_rollups(
             rollup.last_channel = string(&last_channel, row);
         }
     }
-    if has("conversions") {
+    if crate::has_table(context, "derived.conversions") {
         let conversions = context
             .sql(
                 "SELECT k.customer_id, count(*) AS conversions, \
@@ -388,13 +385,10 @@ pub async fn web_rollups(
 
 /// A profile's attributes as one value: equal digests, nothing to version.
 pub fn digest(profile: &Profile) -> String {
-    let text = format!("{profile:?}");
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!(
+        "{:016x}",
+        weft_identity::stable::fnv1a(&[&format!("{profile:?}")], 0)
+    )
 }
 
 fn timestamp() -> DataType {
@@ -548,7 +542,7 @@ pub fn batch(profiles: &[&Profile], valid_from: i64) -> Result<RecordBatch> {
 /// rows kept where the digest is unchanged and closed at `now` where it is
 /// not (or the customer is gone), and new rows for every changed customer.
 pub async fn next_version(
-    lake: &Lake,
+    context: &SessionContext,
     profiles: &[Profile],
     now: i64,
 ) -> Result<(Vec<RecordBatch>, usize)> {
@@ -558,12 +552,8 @@ pub async fn next_version(
         .collect();
     let mut unchanged: BTreeSet<String> = BTreeSet::new();
     let mut batches = Vec::new();
-    let exists = lake
-        .tables()?
-        .iter()
-        .any(|(s, t)| s == "profiles" && t == "customers");
-    if exists {
-        let old = weft_lake::sql::query(lake, "SELECT * FROM profiles.customers").await?;
+    if crate::has_table(context, "profiles.customers") {
+        let old = crate::query(context, "SELECT * FROM profiles.customers").await?;
         for batch in old {
             let batch = conform(&batch)?;
             let ids = batch.column(0).as_string::<i32>().clone();

@@ -9,24 +9,20 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use deltalake::datafusion::prelude::SessionContext;
 use weft_identity::{Change, Record, RecordKey};
-use weft_lake::Lake;
 
 use crate::Result;
 use crate::web::WEB_SOURCE;
 
 /// Every record of the previous run and its customer id.
-pub async fn previous(lake: &Lake) -> Result<HashMap<RecordKey, String>> {
+pub async fn previous(context: &SessionContext) -> Result<HashMap<RecordKey, String>> {
     let mut map = HashMap::new();
-    if !lake
-        .tables()?
-        .iter()
-        .any(|(s, t)| s == "identity" && t == "person_map")
-    {
+    if !crate::has_table(context, "identity.person_map") {
         return Ok(map);
     }
-    let batches = weft_lake::sql::query(
-        lake,
+    let batches = crate::query(
+        context,
         "SELECT source, value, customer_id FROM identity.person_map WHERE kind = 'record'",
     )
     .await?;

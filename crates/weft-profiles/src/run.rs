@@ -7,7 +7,6 @@
 //! the rerun (same inputs, same map, so the same result) skips the tables the
 //! cut-off run had already written, so no change is recorded twice.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use deltalake::arrow::array::RecordBatch;
@@ -116,14 +115,16 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
         run,
         ..IdentityReport::default()
     };
+    // every read of the run goes through one session, opened before any write
+    let context = weft_lake::sql::session(lake).await?;
     let mut mapped: Vec<Field> = Vec::new();
     for (trust, source) in config.sources.iter().enumerate() {
-        let read = sources::read(lake, source, trust).await?;
+        let read = sources::read(&context, source, trust).await?;
         report.sources.push((source.name.clone(), read.len()));
         records.extend(read);
         mapped.extend(source.map.values().filter_map(|f| f.parse::<Field>().ok()));
     }
-    let web = web::records(lake, &config.web, config.sources.len()).await?;
+    let web = web::records(&context, &config.web, config.sources.len()).await?;
     report.sources.push((WEB_SOURCE.to_owned(), web.len()));
     if !web.is_empty() {
         mapped.extend([Field::UserId, Field::Email]);
@@ -153,7 +154,7 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
     report.pairs_compared = linkage.pairs_compared;
     report.links = linkage.links.iter().filter(|l| l.refused.is_none()).count();
 
-    let previous = crate::person_map::previous(lake).await?;
+    let previous = crate::person_map::previous(&context).await?;
     let keys: Vec<_> = linkage
         .records
         .iter()
@@ -178,7 +179,7 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
         .filter(|(r, _)| r.raw.source == WEB_SOURCE)
         .map(|(r, c)| (r.raw.id.clone(), c.clone()))
         .collect();
-    let rollups = customers::web_rollups(lake, &cookie_customers).await?;
+    let rollups = customers::web_rollups(&context, &cookie_customers).await?;
     let profiles = customers::profiles(
         &records,
         &linkage.records,
@@ -188,7 +189,7 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
     )?;
     report.customers = profiles.len();
     let now = chrono::Utc::now().timestamp_micros();
-    let (profile_batches, changed) = customers::next_version(lake, &profiles, now).await?;
+    let (profile_batches, changed) = customers::next_version(&context, &profiles, now).await?;
     report.profiles_changed = changed;
 
     let change_rows = crate::person_map::changes(run, now, &changes);
@@ -274,9 +275,4 @@ fn delta_error(schema: &str, table: &str, source: deltalake::DeltaTableError) ->
         table: format!("{schema}.{table}"),
         source: Box::new(source),
     }
-}
-
-/// Every record's customer id by (source, record id), for callers that report on a run.
-pub async fn customer_of(lake: &Lake) -> Result<HashMap<(String, String), String>> {
-    crate::person_map::previous(lake).await
 }

@@ -9,7 +9,6 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use weft_core::config::IdentitySourceConfig;
 use weft_identity::{Field, RawRecord};
-use weft_lake::Lake;
 
 use crate::{ProfilesError, Result};
 
@@ -32,7 +31,7 @@ struct Rows {
 
 /// Every record of one source; `trust` is its place in the config.
 pub async fn read(
-    lake: &Lake,
+    context: &SessionContext,
     source: &IdentitySourceConfig,
     trust: usize,
 ) -> Result<Vec<SourceRecord>> {
@@ -63,7 +62,7 @@ pub async fn read(
             if !is_table_name(table) {
                 return Err(failure(format!("{table:?} is not schema.table")));
             }
-            let batches = weft_lake::sql::query(lake, &format!("SELECT * FROM {table}"))
+            let batches = crate::query(context, &format!("SELECT * FROM {table}"))
                 .await
                 .map_err(|e| failure(format!("{table}: {e}")))?;
             text_rows(&batches)?

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, TimeUnit};
+use deltalake::datafusion::prelude::SessionContext;
 use weft_core::config::WebIdentityConfig;
 use weft_identity::{Field, RawRecord};
-use weft_lake::Lake;
 
 use crate::sources::SourceRecord;
 use crate::{ProfilesError, Result};
@@ -52,19 +52,17 @@ impl Cookie {
 
 /// One record per identified cookie, its latest user id and email.
 pub async fn records(
-    lake: &Lake,
+    context: &SessionContext,
     config: &WebIdentityConfig,
     trust: usize,
 ) -> Result<Vec<SourceRecord>> {
     if !config.enabled {
         return Ok(Vec::new());
     }
-    let tables = lake.tables()?;
-    let has = |schema: &str, table: &str| tables.iter().any(|(s, t)| s == schema && t == table);
     let mut cookies: BTreeMap<String, Cookie> = BTreeMap::new();
-    if has("derived", "user_mapping") {
-        let batches = weft_lake::sql::query(
-            lake,
+    if crate::has_table(context, "derived.user_mapping") {
+        let batches = crate::query(
+            context,
             "SELECT domain_userid, user_id, last_seen_tstamp AS seen FROM derived.user_mapping",
         )
         .await?;
@@ -72,9 +70,9 @@ pub async fn records(
             Cookie::seen(&mut cookies.entry(cookie).or_default().user_id, at, user_id);
         }
     }
-    if has("atomic", "events") && !config.emails.is_empty() {
-        let columns = weft_lake::sql::query(lake, "SELECT * FROM atomic.events LIMIT 0").await?;
-        let known = columns[0].schema();
+    if crate::has_table(context, "atomic.events") && !config.emails.is_empty() {
+        let events = context.table("atomic.events").await?;
+        let known = events.schema().as_arrow().clone();
         for path in &config.emails {
             let (column, key) = parse_email_path(path).map_err(ProfilesError::Config)?;
             if known.field_with_name(column).is_err() {
@@ -91,7 +89,7 @@ pub async fn records(
                     WHERE {column} IS NOT NULL AND domain_userid IS NOT NULL) e \
                  WHERE email IS NOT NULL AND email <> '' GROUP BY domain_userid, email"
             );
-            for (cookie, email, at) in triples(&weft_lake::sql::query(lake, &sql).await?)? {
+            for (cookie, email, at) in triples(&crate::query(context, &sql).await?)? {
                 Cookie::seen(&mut cookies.entry(cookie).or_default().email, at, email);
             }
         }
