@@ -3,6 +3,7 @@
 mod bench;
 mod data_dir;
 mod identity;
+mod ml;
 mod model;
 mod quickstart;
 mod run;
@@ -57,6 +58,9 @@ enum Command {
     /// Identity resolution: record linkage over any CSV files.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
+    /// Propensity models: train and score on any CSV file, the model registry.
+    #[command(subcommand)]
+    Ml(ml::MlCommand),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(config, args).await,
             Command::Model(command) => model::run(config, command).await,
             Command::Identity(command) => identity::run(config, command).await,
+            Command::Ml(command) => ml::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

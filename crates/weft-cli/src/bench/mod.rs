@@ -20,6 +20,7 @@ use weft_core::Config;
 
 mod identity;
 mod load;
+mod ml;
 mod model;
 
 use crate::quickstart::percentile_ms;
@@ -39,6 +40,9 @@ pub enum BenchCommand {
     /// Identity resolution of simulated customer records, end to end, beside
     /// Splink (DuckDB) with a comparable model on the same records.
     Identity(identity::IdentityArgs),
+    /// weft's trainers beside LightGBM and scikit-learn's LogisticRegression on
+    /// the same rows and split: test AUC, training time, scoring rows/s.
+    Ml(ml::MlArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +71,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Load(args) => load::run(config, args).await,
         BenchCommand::Model(args) => model::run(config, args).await,
         BenchCommand::Identity(args) => identity::run(config, args).await,
+        BenchCommand::Ml(args) => ml::run(config, args).await,
     }
 }
 

@@ -1,0 +1,831 @@
+//! Gradient-boosted decision trees for a binary outcome, learned on
+//! histograms of binned features, leaf by leaf (the leaf whose best split
+//! gains most is split next), with log loss as the objective.
+//!
+//! Each leaf's histogram holds, per feature and bin, the sums of gradients
+//! and hessians of its rows; a split is found by scanning it. Only the
+//! smaller child's histogram is built from rows, the larger one is the
+//! parent's minus it. Numeric splits learn where missing values go;
+//! categorical splits order the levels by gradient over hessian and cut that
+//! order, so one split can put any set of levels on the left. Boosting stops
+//! when the validation log loss has not improved for a number of rounds and
+//! the model keeps the best round.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bins::{BinMapper, Binned, Binner};
+use crate::schema::Matrix;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GbdtParams {
+    pub learning_rate: f64,
+    pub num_leaves: usize,
+    pub max_depth: usize,
+    pub min_data_in_leaf: usize,
+    pub min_sum_hessian: f64,
+    pub lambda_l2: f64,
+    pub max_rounds: usize,
+    pub early_stopping_rounds: usize,
+    pub max_bins: usize,
+    /// Weight of a positive row against a negative one (class imbalance).
+    pub pos_weight: f64,
+    /// Share of features each tree may split on (seeded, so runs repeat).
+    pub feature_fraction: f64,
+    pub seed: u64,
+    /// Most levels on the left of a categorical split.
+    pub max_cat_threshold: usize,
+    /// Added to the hessian when ordering levels, so rare levels rank near the middle.
+    pub cat_smooth: f64,
+    /// Extra L2 on categorical splits.
+    pub cat_l2: f64,
+    /// A level needs this many rows to be ordered on its own.
+    pub min_data_per_group: usize,
+    pub threads: usize,
+}
+
+impl Default for GbdtParams {
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.1,
+            num_leaves: 31,
+            max_depth: 0,
+            min_data_in_leaf: 20,
+            min_sum_hessian: 1e-3,
+            lambda_l2: 0.0,
+            max_rounds: 1000,
+            early_stopping_rounds: 30,
+            max_bins: 255,
+            pos_weight: 1.0,
+            feature_fraction: 1.0,
+            seed: 42,
+            max_cat_threshold: 32,
+            cat_smooth: 10.0,
+            cat_l2: 10.0,
+            min_data_per_group: 100,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// A trained ensemble: the sum of its trees' leaves plus `base` is the log-odds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gbdt {
+    pub base: f64,
+    pub trees: Vec<Tree>,
+    /// Total split gain per feature.
+    pub importance: Vec<f64>,
+    /// Rounds run before stopping, and the best one kept.
+    pub rounds_run: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+    pub leaves: Vec<f64>,
+    /// Bitsets of level indices of the categorical nodes, back to back.
+    pub cat_bits: Vec<u64>,
+}
+
+/// A child below zero is the leaf `!child`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub feature: u32,
+    /// Numeric: rows with a value ≤ threshold go left.
+    pub threshold: f32,
+    /// Categorical: the levels going left are the bitset
+    /// `cat_bits[cat_start .. cat_start + cat_words]`; `cat_words` 0 means numeric.
+    pub cat_start: u32,
+    pub cat_words: u32,
+    pub missing_left: bool,
+    pub left: i32,
+    pub right: i32,
+}
+
+impl Tree {
+    #[inline]
+    fn leaf_of(&self, row: &[f32]) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let mut at = 0i32;
+        loop {
+            let node = &self.nodes[at as usize];
+            let value = row[node.feature as usize];
+            let left = if value.is_nan() {
+                node.missing_left
+            } else if node.cat_words == 0 {
+                value <= node.threshold
+            } else {
+                let level = value as usize;
+                let word = level / 64;
+                word < node.cat_words as usize
+                    && self.cat_bits[node.cat_start as usize + word] >> (level % 64) & 1 == 1
+            };
+            at = if left { node.left } else { node.right };
+            if at < 0 {
+                return !at as usize;
+            }
+        }
+    }
+}
+
+impl Gbdt {
+    /// Log-odds of each row of the matrix.
+    pub fn predict_margin(&self, matrix: &Matrix, threads: usize) -> Vec<f64> {
+        let mut out = vec![self.base; matrix.rows];
+        let chunk = matrix.rows.div_ceil(threads.max(1)).max(4096);
+        std::thread::scope(|scope| {
+            for (c, part) in out.chunks_mut(chunk).enumerate() {
+                scope.spawn(move || {
+                    // trees in the outer loop over small blocks keep both in cache
+                    for (block_start, block) in part.chunks_mut(256).enumerate() {
+                        let first = c * chunk + block_start * 256;
+                        for tree in &self.trees {
+                            for (k, margin) in block.iter_mut().enumerate() {
+                                *margin += tree.leaves[tree.leaf_of(matrix.row(first + k))];
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BinStat {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+impl BinStat {
+    fn add(&mut self, other: &BinStat) {
+        self.g += other.g;
+        self.h += other.h;
+        self.n += other.n;
+    }
+
+    fn minus(&self, other: &BinStat) -> BinStat {
+        BinStat {
+            g: self.g - other.g,
+            h: self.h - other.h,
+            n: self.n - other.n,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SplitRule {
+    /// Bins `1..=bin` go left.
+    Le(u8),
+    /// Bins in the set go left.
+    In([u64; 4]),
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    gain: f64,
+    feature: usize,
+    rule: SplitRule,
+    missing_left: bool,
+    left: BinStat,
+}
+
+struct Leaf {
+    start: usize,
+    len: usize,
+    total: BinStat,
+    hist: Vec<BinStat>,
+    depth: usize,
+    best: Option<Candidate>,
+    /// Where the leaf hangs in the tree: (node, is left child); None for the root.
+    parent: Option<(usize, bool)>,
+}
+
+struct TrainNode {
+    feature: usize,
+    rule: SplitRule,
+    missing_left: bool,
+    left: i32,
+    right: i32,
+}
+
+/// What the learner reads: binned features, their offsets in a histogram, the labels.
+struct Problem<'a> {
+    binned: &'a Binned,
+    offsets: Vec<usize>,
+    categorical: Vec<bool>,
+    params: &'a GbdtParams,
+}
+
+impl Problem<'_> {
+    fn hist_len(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    /// The histogram of the rows, features spread over threads.
+    fn histogram(&self, rows: &[u32], grad: &[(f64, f64)], features: &[bool]) -> Vec<BinStat> {
+        let mut hist = vec![BinStat::default(); self.hist_len()];
+        let n_features = self.offsets.len() - 1;
+        let threads = if rows.len() * n_features > 200_000 {
+            self.params.threads.max(1)
+        } else {
+            1
+        };
+        let per_thread = n_features.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut rest: &mut [BinStat] = &mut hist;
+            let mut consumed = 0;
+            for t in 0..threads {
+                let first = t * per_thread;
+                let last = ((t + 1) * per_thread).min(n_features);
+                if first >= last {
+                    break;
+                }
+                let (mine, tail) = rest.split_at_mut(self.offsets[last] - consumed);
+                consumed = self.offsets[last];
+                rest = tail;
+                scope.spawn(move || {
+                    for f in first..last {
+                        if !features[f] {
+                            continue;
+                        }
+                        let base = self.offsets[f] - self.offsets[first];
+                        let bins = &self.binned.columns[f];
+                        let slot = &mut mine[base..base + self.offsets[f + 1] - self.offsets[f]];
+                        for &r in rows {
+                            let (g, h) = grad[r as usize];
+                            let stat = &mut slot[bins[r as usize] as usize];
+                            stat.g += g;
+                            stat.h += h;
+                            stat.n += 1;
+                        }
+                    }
+                });
+            }
+        });
+        hist
+    }
+
+    fn gain_of(&self, s: &BinStat, l2: f64) -> f64 {
+        s.g * s.g / (s.h + l2)
+    }
+
+    fn admissible(&self, s: &BinStat) -> bool {
+        s.n as usize >= self.params.min_data_in_leaf && s.h >= self.params.min_sum_hessian
+    }
+
+    fn best_split(&self, leaf: &Leaf, features: &[bool]) -> Option<Candidate> {
+        if leaf.len < 2 * self.params.min_data_in_leaf {
+            return None;
+        }
+        let max_depth = self.params.max_depth;
+        if max_depth > 0 && leaf.depth >= max_depth {
+            return None;
+        }
+        let mut best: Option<Candidate> = None;
+        for f in 0..self.offsets.len() - 1 {
+            if !features[f] {
+                continue;
+            }
+            let hist = &leaf.hist[self.offsets[f]..self.offsets[f + 1]];
+            let found = if self.categorical[f] {
+                self.categorical_split(f, hist, &leaf.total)
+            } else {
+                self.numeric_split(f, hist, &leaf.total)
+            };
+            if let Some(found) = found
+                && best.as_ref().is_none_or(|b| found.gain > b.gain)
+            {
+                best = Some(found);
+            }
+        }
+        best
+    }
+
+    fn numeric_split(&self, feature: usize, hist: &[BinStat], total: &BinStat) -> Option<Candidate> {
+        let l2 = self.params.lambda_l2;
+        let parent = self.gain_of(total, l2);
+        let missing = hist[0];
+        let mut best: Option<Candidate> = None;
+        let mut left = BinStat::default();
+        for bin in 1..hist.len().saturating_sub(1) {
+            left.add(&hist[bin]);
+            for missing_left in [false, true] {
+                if missing.n == 0 && missing_left {
+                    continue;
+                }
+                let mut l = left;
+                if missing_left {
+                    l.add(&missing);
+                }
+                let r = total.minus(&l);
+                if !self.admissible(&l) || !self.admissible(&r) {
+                    continue;
+                }
+                let gain = self.gain_of(&l, l2) + self.gain_of(&r, l2) - parent;
+                if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
+                    best = Some(Candidate {
+                        gain,
+                        feature,
+                        rule: SplitRule::Le(bin as u8),
+                        // without missing values in training, missing follows the bigger side
+                        missing_left: if missing.n == 0 { l.n >= r.n } else { missing_left },
+                        left: l,
+                    });
+                }
+            }
+        }
+        best
+    }
+
+    fn categorical_split(
+        &self,
+        feature: usize,
+        hist: &[BinStat],
+        total: &BinStat,
+    ) -> Option<Candidate> {
+        let params = self.params;
+        let l2 = params.lambda_l2 + params.cat_l2;
+        let parent = self.gain_of(total, l2);
+        let used: Vec<usize> = (0..hist.len()).filter(|b| hist[*b].n > 0).collect();
+        if used.len() < 2 {
+            return None;
+        }
+        let mut best: Option<Candidate> = None;
+        let consider = |set: &[usize], best: &mut Option<Candidate>| {
+            let mut l = BinStat::default();
+            for b in set {
+                l.add(&hist[*b]);
+            }
+            let r = total.minus(&l);
+            if !self.admissible(&l) || !self.admissible(&r) {
+                return;
+            }
+            let gain = self.gain_of(&l, l2) + self.gain_of(&r, l2) - parent;
+            if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
+                let mut bits = [0u64; 4];
+                for b in set {
+                    bits[b / 64] |= 1 << (b % 64);
+                }
+                *best = Some(Candidate {
+                    gain,
+                    feature,
+                    missing_left: bits[0] & 1 == 1,
+                    rule: SplitRule::In(bits),
+                    left: l,
+                });
+            }
+        };
+        if used.len() <= 4 {
+            // few levels: one level against the rest
+            for b in &used {
+                consider(&[*b], &mut best);
+            }
+            return best;
+        }
+        let mut ordered: Vec<usize> = used
+            .into_iter()
+            .filter(|b| hist[*b].n as usize >= params.min_data_per_group)
+            .collect();
+        ordered.sort_by(|a, b| {
+            let ratio = |s: &BinStat| s.g / (s.h + params.cat_smooth);
+            ratio(&hist[*a]).total_cmp(&ratio(&hist[*b]))
+        });
+        let most = params.max_cat_threshold.min(ordered.len().saturating_sub(1));
+        for k in 1..=most {
+            consider(&ordered[..k], &mut best);
+            consider(&ordered[ordered.len() - k..], &mut best);
+        }
+        best
+    }
+}
+
+/// Trains on `train`, stopping early on `valid`; labels are 0/1.
+pub fn train(
+    binner: &Binner,
+    train: (&Binned, &[bool]),
+    valid: Option<(&Binned, &[bool])>,
+    params: &GbdtParams,
+) -> Gbdt {
+    let (binned, labels) = train;
+    let n = binned.rows;
+    let mut offsets = vec![0];
+    for mapper in &binner.mappers {
+        offsets.push(offsets.last().unwrap() + mapper.bins());
+    }
+    let categorical = binner
+        .mappers
+        .iter()
+        .map(|m| matches!(m, BinMapper::Categorical { .. }))
+        .collect();
+    let problem = Problem {
+        binned,
+        offsets,
+        categorical,
+        params,
+    };
+    let weight = |y: bool| if y { params.pos_weight } else { 1.0 };
+    let (wp, wn) = labels.iter().fold((0.0, 0.0), |(p, q), &y| {
+        if y {
+            (p + weight(y), q)
+        } else {
+            (p, q + weight(y))
+        }
+    });
+    let base = if wp > 0.0 && wn > 0.0 {
+        (wp / wn).ln()
+    } else {
+        0.0
+    };
+    let mut margin = vec![base; n];
+    let mut valid_margin = valid.map(|(v, _)| vec![base; v.rows]);
+    let mut grad = vec![(0.0, 0.0); n];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut gains: Vec<Vec<(usize, f64)>> = Vec::new();
+    let mut best = (f64::INFINITY, 0usize);
+    let mut rng = params.seed.max(1);
+    let n_features = binner.mappers.len();
+    for round in 0..params.max_rounds {
+        for (i, (g, h)) in grad.iter_mut().enumerate() {
+            let p = sigmoid(margin[i]);
+            let w = weight(labels[i]);
+            *g = w * (p - f64::from(u8::from(labels[i])));
+            *h = w * (p * (1.0 - p)).max(1e-16);
+        }
+        let features: Vec<bool> = if params.feature_fraction < 1.0 {
+            (0..n_features)
+                .map(|_| next_unit(&mut rng) < params.feature_fraction)
+                .collect()
+        } else {
+            vec![true; n_features]
+        };
+        let (tree, tree_gains, leaf_rows) = grow(&problem, &grad, &features);
+        let Some(tree) = tree else { break };
+        for (leaf, rows) in leaf_rows.iter().enumerate() {
+            for &r in rows {
+                margin[r as usize] += tree.leaves[leaf];
+            }
+        }
+        let raw = tree.to_model(binner);
+        if let (Some((valid, valid_labels)), Some(valid_margin)) = (valid, valid_margin.as_mut()) {
+            for (i, m) in valid_margin.iter_mut().enumerate() {
+                *m += raw.leaves[tree.leaf_of_binned(valid, i)];
+            }
+            let loss = log_loss_of_margins(valid_margin, valid_labels);
+            if loss < best.0 - 1e-9 {
+                best = (loss, round + 1);
+            }
+        } else {
+            best = (0.0, round + 1);
+        }
+        trees.push(raw);
+        gains.push(tree_gains);
+        if round + 1 - best.1 >= params.early_stopping_rounds.max(1) && valid.is_some() {
+            break;
+        }
+    }
+    let rounds_run = trees.len();
+    trees.truncate(best.1);
+    let mut importance = vec![0.0; n_features];
+    for tree_gains in gains.iter().take(best.1) {
+        for (f, g) in tree_gains {
+            importance[*f] += g;
+        }
+    }
+    Gbdt {
+        base,
+        trees,
+        importance,
+        rounds_run,
+    }
+}
+
+/// A tree while it grows, in bins.
+struct BinTree {
+    nodes: Vec<TrainNode>,
+    leaves: Vec<f64>,
+}
+
+impl BinTree {
+    fn leaf_of_binned(&self, binned: &Binned, row: usize) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let mut at = 0i32;
+        loop {
+            let node = &self.nodes[at as usize];
+            let bin = binned.columns[node.feature][row];
+            let left = match &node.rule {
+                _ if bin == 0 => node.missing_left,
+                SplitRule::Le(t) => bin <= *t,
+                SplitRule::In(bits) => bits[bin as usize / 64] >> (bin % 64) & 1 == 1,
+            };
+            at = if left { node.left } else { node.right };
+            if at < 0 {
+                return !at as usize;
+            }
+        }
+    }
+
+    /// The same tree on raw values: bin thresholds become values, bin sets level sets.
+    fn to_model(&self, binner: &Binner) -> Tree {
+        let mut cat_bits = Vec::new();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let mapper = &binner.mappers[node.feature];
+                let (threshold, cat_start, cat_words) = match (&node.rule, mapper) {
+                    (SplitRule::Le(bin), BinMapper::Numeric { upper }) => {
+                        (upper[*bin as usize - 1], 0, 0)
+                    }
+                    (SplitRule::In(bins), BinMapper::Categorical { bin_of_level, .. }) => {
+                        let words = bin_of_level.len().div_ceil(64).max(1);
+                        let start = cat_bits.len();
+                        cat_bits.resize(start + words, 0);
+                        for (level, bin) in bin_of_level.iter().enumerate() {
+                            if *bin != 0 && bins[*bin as usize / 64] >> (bin % 64) & 1 == 1 {
+                                cat_bits[start + level / 64] |= 1 << (level % 64);
+                            }
+                        }
+                        (0.0, start as u32, words as u32)
+                    }
+                    _ => unreachable!("split rules follow their feature's kind"),
+                };
+                Node {
+                    feature: node.feature as u32,
+                    threshold,
+                    cat_start,
+                    cat_words,
+                    missing_left: node.missing_left,
+                    left: node.left,
+                    right: node.right,
+                }
+            })
+            .collect();
+        Tree {
+            nodes,
+            leaves: self.leaves.clone(),
+            cat_bits,
+        }
+    }
+}
+
+type Grown = (Option<BinTree>, Vec<(usize, f64)>, Vec<Vec<u32>>);
+
+/// One tree, leaf by leaf; also the gain of each split and the rows of each leaf.
+fn grow(problem: &Problem, grad: &[(f64, f64)], features: &[bool]) -> Grown {
+    let params = problem.params;
+    let n = problem.binned.rows;
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut scratch: Vec<u32> = Vec::with_capacity(n);
+    let hist = problem.histogram(&order, grad, features);
+    let total = grad.iter().fold(BinStat::default(), |mut acc, (g, h)| {
+        acc.g += g;
+        acc.h += h;
+        acc.n += 1;
+        acc
+    });
+    let mut root = Leaf {
+        start: 0,
+        len: n,
+        total,
+        hist,
+        depth: 0,
+        best: None,
+        parent: None,
+    };
+    root.best = problem.best_split(&root, features);
+    let mut leaves = vec![root];
+    let mut nodes: Vec<TrainNode> = Vec::new();
+    let mut gains = Vec::new();
+    while leaves.len() < params.num_leaves.max(2) {
+        let Some((at, _)) = leaves
+            .iter()
+            .enumerate()
+            .filter_map(|(i, leaf)| leaf.best.as_ref().map(|b| (i, b.gain)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        else {
+            break;
+        };
+        let leaf = leaves.swap_remove(at);
+        let split = leaf.best.clone().expect("chosen for its split");
+        gains.push((split.feature, split.gain));
+        // partition the leaf's rows: left ones first, stable
+        let bins = &problem.binned.columns[split.feature];
+        let goes_left = |r: u32| {
+            let bin = bins[r as usize];
+            match &split.rule {
+                _ if bin == 0 => split.missing_left,
+                SplitRule::Le(t) => bin <= *t,
+                SplitRule::In(bits) => bits[bin as usize / 64] >> (bin % 64) & 1 == 1,
+            }
+        };
+        let range = &mut order[leaf.start..leaf.start + leaf.len];
+        scratch.clear();
+        let mut write = 0;
+        for i in 0..range.len() {
+            let r = range[i];
+            if goes_left(r) {
+                range[write] = r;
+                write += 1;
+            } else {
+                scratch.push(r);
+            }
+        }
+        range[write..].copy_from_slice(&scratch);
+        let left_len = write;
+        let node = nodes.len();
+        nodes.push(TrainNode {
+            feature: split.feature,
+            rule: split.rule.clone(),
+            missing_left: split.missing_left,
+            left: 0,
+            right: 0,
+        });
+        if let Some((parent, is_left)) = leaf.parent {
+            if is_left {
+                nodes[parent].left = node as i32;
+            } else {
+                nodes[parent].right = node as i32;
+            }
+        }
+        let left_total = split.left;
+        let right_total = leaf.total.minus(&left_total);
+        let (left_start, right_start) = (leaf.start, leaf.start + left_len);
+        let right_len = leaf.len - left_len;
+        // build the smaller child's histogram, subtract for the other
+        let (small_start, small_len) = if left_len <= right_len {
+            (left_start, left_len)
+        } else {
+            (right_start, right_len)
+        };
+        let small = problem.histogram(&order[small_start..small_start + small_len], grad, features);
+        let mut large = leaf.hist;
+        for (l, s) in large.iter_mut().zip(&small) {
+            *l = l.minus(s);
+        }
+        let (left_hist, right_hist) = if left_len <= right_len {
+            (small, large)
+        } else {
+            (large, small)
+        };
+        for (start, len, total, hist, is_left) in [
+            (left_start, left_len, left_total, left_hist, true),
+            (right_start, right_len, right_total, right_hist, false),
+        ] {
+            let mut child = Leaf {
+                start,
+                len,
+                total,
+                hist,
+                depth: leaf.depth + 1,
+                best: None,
+                parent: Some((node, is_left)),
+            };
+            child.best = problem.best_split(&child, features);
+            leaves.push(child);
+        }
+    }
+    if nodes.is_empty() && leaves[0].total.n == 0 {
+        return (None, gains, Vec::new());
+    }
+    // number the leaves and hang them on their parents
+    let mut values = Vec::with_capacity(leaves.len());
+    let mut rows = Vec::with_capacity(leaves.len());
+    for (index, leaf) in leaves.iter().enumerate() {
+        let value = -leaf.total.g / (leaf.total.h + params.lambda_l2) * params.learning_rate;
+        values.push(value);
+        rows.push(order[leaf.start..leaf.start + leaf.len].to_vec());
+        if let Some((parent, is_left)) = leaf.parent {
+            let child = !(index as i32);
+            if is_left {
+                nodes[parent].left = child;
+            } else {
+                nodes[parent].right = child;
+            }
+        }
+    }
+    if nodes.is_empty() {
+        // nothing to split: no more gain to be had
+        return (None, gains, rows);
+    }
+    (
+        Some(BinTree {
+            nodes,
+            leaves: values,
+        }),
+        gains,
+        rows,
+    )
+}
+
+pub(crate) fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn log_loss_of_margins(margins: &[f64], labels: &[bool]) -> f64 {
+    let total: f64 = margins
+        .iter()
+        .zip(labels)
+        .map(|(m, y)| {
+            // log(1 + e^−m) for a positive, log(1 + e^m) for a negative, stably
+            let z = if *y { -m } else { *m };
+            z.max(0.0) + (-z.abs()).exp().ln_1p()
+        })
+        .sum();
+    total / margins.len().max(1) as f64
+}
+
+/// A uniform number in [0, 1) from a xorshift state (seeded, no dependency).
+fn next_unit(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Column, Frame};
+    use crate::schema::FeatureSchema;
+
+    fn fit(frame: &Frame, params: &GbdtParams) -> (Gbdt, Matrix) {
+        let schema = FeatureSchema::of(frame);
+        let matrix = schema.matrix(frame).unwrap();
+        let binner = Binner::fit(&schema, &matrix, params.max_bins);
+        let binned = binner.bin(&matrix);
+        let labels = frame.label.clone().unwrap();
+        (train(&binner, (&binned, &labels), None, params), matrix)
+    }
+
+    #[test]
+    fn a_threshold_and_a_level_set_are_learned_exactly() {
+        // y = x > 50 or colour in {red, blue}; missing x counts as high
+        let colours = ["red", "green", "blue", "grey", "pink", "teal"];
+        let n = 6000;
+        let x: Vec<f64> = (0..n)
+            .map(|i| if i % 10 == 0 { f64::NAN } else { (i % 100) as f64 })
+            .collect();
+        let colour: Vec<Option<&str>> = (0..n).map(|i| Some(colours[(i / 7) % 6])).collect();
+        let label: Vec<bool> = (0..n)
+            .map(|i| x[i].is_nan() || x[i] > 50.0 || matches!(colour[i], Some("red" | "blue")))
+            .collect();
+        let frame = Frame {
+            columns: vec![
+                Column::numeric("x", x),
+                Column::categorical("colour", &colour),
+            ],
+            label: Some(label.clone()),
+            ids: None,
+        };
+        let params = GbdtParams {
+            max_rounds: 60,
+            min_data_per_group: 10,
+            ..GbdtParams::default()
+        };
+        let (model, matrix) = fit(&frame, &params);
+        let margins = model.predict_margin(&matrix, 2);
+        let wrong = margins
+            .iter()
+            .zip(&label)
+            .filter(|(m, y)| (**m > 0.0) != **y)
+            .count();
+        assert_eq!(wrong, 0);
+        assert!(model.importance.iter().all(|g| *g > 0.0));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_model() {
+        let n = 3000;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64).collect();
+        let z: Vec<f64> = (0..n).map(|i| ((i * 53) % 89) as f64).collect();
+        let label: Vec<bool> = (0..n).map(|i| (x[i] + z[i] + (i % 7) as f64 * 9.0) > 100.0).collect();
+        let frame = Frame {
+            columns: vec![Column::numeric("x", x), Column::numeric("z", z)],
+            label: Some(label),
+            ids: None,
+        };
+        let params = GbdtParams {
+            feature_fraction: 0.5,
+            max_rounds: 40,
+            ..GbdtParams::default()
+        };
+        let (a, _) = fit(&frame, &params);
+        let (b, _) = fit(&frame, &params);
+        assert_eq!(a, b);
+        let (c, _) = fit(
+            &frame,
+            &GbdtParams {
+                seed: 7,
+                ..params.clone()
+            },
+        );
+        assert_ne!(a, c, "another seed samples other features");
+    }
+}
