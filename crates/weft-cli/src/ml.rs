@@ -17,11 +17,16 @@ use crate::UsageError;
 
 #[derive(Subcommand)]
 pub enum MlCommand {
-    /// Train a model of a 0/1 column of a CSV file (types inferred, text as
-    /// categories), on a random split, and write it with its model card.
+    /// Train the propensity model from the lake now (and score with the
+    /// production version); or, with --csv, a model of a 0/1 column of any CSV
+    /// file (types inferred, text as categories) on a random split, written
+    /// with its model card to --out.
     Train(TrainArgs),
     /// Score a CSV file with a model directory (or a registered model's production version).
     Score(ScoreArgs),
+    /// Write the feature spec's rows at a cut-off (default: the latest one whose
+    /// window is complete) with their labels, as CSV.
+    Features(FeaturesArgs),
     /// Make a registered version the production one that scoring uses.
     Promote(PromoteArgs),
     /// The registered models and their versions.
@@ -30,11 +35,11 @@ pub enum MlCommand {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    #[arg(long, value_name = "FILE")]
-    pub csv: PathBuf,
+    #[arg(long, value_name = "FILE", requires_all = ["label", "out"])]
+    pub csv: Option<PathBuf>,
     /// The outcome column (0/1, true/false, yes/no).
-    #[arg(long, value_name = "COLUMN")]
-    pub label: String,
+    #[arg(long, value_name = "COLUMN", requires = "csv")]
+    pub label: Option<String>,
     /// A column that names the row and is not a feature.
     #[arg(long, value_name = "COLUMN")]
     pub id: Option<String>,
@@ -42,8 +47,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "COLUMN")]
     pub exclude: Vec<String>,
     /// Where to write model.json, card.json and card.md.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", requires = "csv")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub training: TrainingArgs,
     /// Share of rows held out for early stopping, choosing and calibrating.
@@ -93,17 +98,32 @@ pub struct ScoreArgs {
 }
 
 #[derive(Args)]
+pub struct FeaturesArgs {
+    /// The cut-off, a date (YYYY-MM-DD, midnight UTC).
+    #[arg(long)]
+    pub cutoff: Option<chrono::NaiveDate>,
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
 pub struct PromoteArgs {
     pub name: String,
     pub version: u32,
 }
 
 pub fn registry(config: &Config) -> Registry {
-    Registry::new(config.data_dir.join("ml").join("models"))
+    weft_propensity::registry(&config.data_dir)
 }
 
 pub async fn run(config: Config, command: MlCommand) -> Result<()> {
     match command {
+        MlCommand::Train(args) if args.csv.is_none() => {
+            let _lock = crate::data_dir::lock(&config.data_dir)?;
+            let report = crate::run::run_ml(&config, true).await?;
+            crate::run::print_ml(&report);
+            Ok(())
+        }
         MlCommand::Train(args) => tokio::task::spawn_blocking(move || train(args)).await?,
         MlCommand::Score(args) => tokio::task::spawn_blocking(move || score(&config, args)).await?,
         MlCommand::Promote(args) => {
@@ -114,6 +134,7 @@ pub async fn run(config: Config, command: MlCommand) -> Result<()> {
             Ok(())
         }
         MlCommand::List => list(&config),
+        MlCommand::Features(args) => features(&config, args).await,
     }
 }
 
@@ -125,6 +146,10 @@ fn usage(error: weft_ml::MlError) -> anyhow::Error {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    let (Some(csv), Some(label), Some(out)) = (args.csv.clone(), args.label.clone(), args.out.clone())
+    else {
+        return Err(UsageError("--csv needs --label and --out".into()).into());
+    };
     let shares = args.valid_share + args.test_share;
     if !(args.valid_share > 0.0 && args.test_share >= 0.0 && shares < 0.9) {
         return Err(UsageError(
@@ -134,11 +159,11 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     let started = Instant::now();
     let roles = CsvRoles {
-        label: Some(args.label.clone()),
+        label: Some(label.clone()),
         id: args.id.clone(),
         exclude: args.exclude.clone(),
     };
-    let frame = Frame::read_csv(&args.csv, &roles).map_err(usage)?;
+    let frame = Frame::read_csv(&csv, &roles).map_err(usage)?;
     let (train_rows, valid_rows, test_rows) =
         holdout_split(&frame, args.valid_share, args.test_share, args.training.seed);
     let (train, valid, test) = (
@@ -156,19 +181,19 @@ fn train(args: TrainArgs) -> Result<()> {
         None
     };
     let target = TargetCard::new(
-        &args.label,
+        &label,
         &fitted,
         train.label.as_deref().unwrap_or(&[]),
         valid.label.as_deref().unwrap_or(&[]),
         test_evaluation.map(|e| (test.label.as_deref().unwrap_or(&[]), e)),
     );
     let card = Card {
-        name: model_name(&args.out),
+        name: model_name(&out),
         version: None,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         data: serde_json::json!({
-            "source": args.csv.display().to_string(),
-            "label": args.label,
+            "source": csv.display().to_string(),
+            "label": label,
             "id": args.id,
             "excluded": args.exclude,
             "split": format!(
@@ -184,12 +209,12 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let file = ModelFile::new(
         &card.name,
-        &args.label,
-        BTreeMap::from([(args.label.clone(), fitted.model.clone())]),
+        &label,
+        BTreeMap::from([(label.clone(), fitted.model.clone())]),
     );
-    registry::save_dir(&args.out, &file, &card, &[])?;
+    registry::save_dir(&out, &file, &card, &[])?;
     print_summary(&card.targets[0], frame.rows(), started.elapsed(), read);
-    println!("wrote {}", args.out.join("model.json").display());
+    println!("wrote {}", out.join("model.json").display());
     Ok(())
 }
 
@@ -333,6 +358,57 @@ fn score(config: &Config, args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
+async fn features(config: &Config, args: FeaturesArgs) -> Result<()> {
+    let lake = weft_lake::Lake::new(&config.data_dir);
+    let cutoff = args
+        .cutoff
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    let (frame, labels, cutoff) =
+        weft_propensity::run::features_at(&lake, &config.ml, config.model.heartbeat_secs, cutoff)
+            .await
+            .map_err(|e| match e {
+                weft_propensity::PropensityError::Missing(why)
+                | weft_propensity::PropensityError::Config(why) => UsageError(why).into(),
+                other => anyhow::Error::from(other),
+            })?;
+    let mut out = csv::Writer::from_path(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut header = vec!["customer_id".to_owned()];
+    header.extend(frame.columns.iter().map(|c| c.name.clone()));
+    header.extend(labels.keys().cloned());
+    out.write_record(&header)?;
+    let ids = frame.ids.clone().unwrap_or_default();
+    for (row, id) in ids.iter().enumerate() {
+        let mut record = vec![id.clone()];
+        for column in &frame.columns {
+            record.push(match &column.values {
+                weft_ml::Values::Numeric(v) if !v[row].is_nan() => v[row].to_string(),
+                weft_ml::Values::Categorical { levels, codes }
+                    if codes[row] != weft_ml::frame::MISSING_CODE =>
+                {
+                    levels[codes[row] as usize].clone()
+                }
+                _ => String::new(),
+            });
+        }
+        record.extend(labels.values().map(|l| u8::from(l[row]).to_string()));
+        out.write_record(&record)?;
+    }
+    out.flush()?;
+    println!(
+        "{} customers' features as of {}{} → {}",
+        ids.len(),
+        cutoff.format("%Y-%m-%d"),
+        if labels.is_empty() {
+            " (no labels: the window after the cut-off is not over)".to_owned()
+        } else {
+            format!(", with {} labels", labels.len())
+        },
+        args.out.display()
+    );
+    Ok(())
+}
+
 fn list(config: &Config) -> Result<()> {
     let registry = registry(config);
     let names = registry.names()?;
@@ -353,4 +429,97 @@ fn list(config: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The propensity settings for the simulated shop: its product events name a
+/// category, its sign-up and newsletter events carry marketing consent.
+pub fn simulated_config() -> weft_core::config::MlConfig {
+    let mut config = weft_core::config::MlConfig {
+        time_budget_secs: 10,
+        ..Default::default()
+    };
+    for (name, path) in [
+        ("product_views", "unstruct_event_com_acme_product_view_1.category"),
+        ("cart_adds", "unstruct_event_com_acme_add_to_cart_1.category"),
+    ] {
+        config.category_events.insert(name.into(), path.into());
+    }
+    for (name, path) in [
+        ("consent_marketing", "unstruct_event_com_acme_sign_up_1.consent_marketing"),
+        ("newsletter", "unstruct_event_com_acme_newsletter_signup_1.consent_marketing"),
+    ] {
+        config.flags.insert(name.into(), path.into());
+    }
+    config
+}
+
+/// The model beside the simulator's truth on the same test customers: the
+/// AUC the true probabilities reach on them (the best any model could).
+pub struct SimulatedEvaluation {
+    pub model_auc: Option<f64>,
+    pub oracle_auc: Option<f64>,
+    /// Test customers whose person the truth names.
+    pub matched: usize,
+}
+
+pub async fn evaluate_simulated(
+    lake: &weft_lake::Lake,
+    data_dir: &Path,
+    trained: &weft_propensity::TrainReport,
+) -> Result<SimulatedEvaluation> {
+    use std::collections::HashMap;
+    let truth = data_dir.join("truth");
+    let mut person_of: HashMap<String, String> = HashMap::new();
+    let mut reader = csv::Reader::from_path(truth.join("identifiers.csv"))?;
+    for row in reader.records() {
+        let row = row?;
+        if &row[0] == "domain_userid" {
+            person_of.insert(row[1].to_owned(), row[2].to_owned());
+        }
+    }
+    let mut p_convert: HashMap<String, f64> = HashMap::new();
+    let mut reader = csv::Reader::from_path(truth.join("people.csv"))?;
+    let header = reader.headers()?.clone();
+    let at = header
+        .iter()
+        .position(|h| h == "p_convert")
+        .context("people.csv has p_convert")?;
+    for row in reader.records() {
+        let row = row?;
+        p_convert.insert(row[0].to_owned(), row[at].parse().unwrap_or(0.0));
+    }
+    // a customer's person: that of its first cookie the truth knows
+    let mut cookies: HashMap<String, Vec<String>> = HashMap::new();
+    if let Ok(batches) = weft_lake::sql::query(
+        lake,
+        "SELECT customer_id, value FROM identity.person_map WHERE kind = 'domain_userid' ORDER BY value",
+    )
+    .await
+    {
+        let mut csv_text = Vec::new();
+        weft_lake::sql::write_csv(&batches, &mut csv_text)?;
+        for row in csv::Reader::from_reader(csv_text.as_slice()).records() {
+            let row = row?;
+            cookies.entry(row[0].to_owned()).or_default().push(row[1].to_owned());
+        }
+    }
+    let (mut model, mut oracle, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, score, label) in &trained.test_scores {
+        let person = cookies
+            .get(id)
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(id))
+            .find_map(|cookie| person_of.get(cookie));
+        if let Some(p) = person.and_then(|person| p_convert.get(person)) {
+            model.push(*score);
+            oracle.push(*p);
+            labels.push(*label);
+        }
+    }
+    Ok(SimulatedEvaluation {
+        model_auc: metrics::roc_auc(&model, &labels),
+        oracle_auc: metrics::roc_auc(&oracle, &labels),
+        matched: labels.len(),
+    })
 }

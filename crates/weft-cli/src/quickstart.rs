@@ -105,6 +105,19 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         .await
         .context("resolving identities")?;
     let identity = crate::identity::evaluate_simulated(&lake, &config.data_dir, resolved).await?;
+    if config.ml.category_events.is_empty() && config.ml.flags.is_empty() {
+        let simulated = crate::ml::simulated_config();
+        config.ml.category_events = simulated.category_events;
+        config.ml.flags = simulated.flags;
+        config.ml.time_budget_secs = simulated.time_budget_secs;
+    }
+    let ml = crate::run::run_ml(&config, false).await?;
+    let ml_truth = match &ml.trained {
+        Some(trained) => {
+            Some(crate::ml::evaluate_simulated(&lake, &config.data_dir, trained).await?)
+        }
+        None => None,
+    };
     let by_event = query(
         &lake,
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
@@ -161,6 +174,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         e.pairwise.recall,
         e.b_cubed.f1,
     );
+    print_ml(&ml, ml_truth.as_ref(), &summary);
     println!();
     println!(
         "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
@@ -202,6 +216,35 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     serve::shutdown_signal().await;
     running.stop().await?;
     pipeline.stop().await
+}
+
+fn print_ml(
+    ml: &weft_propensity::MlReport,
+    truth: Option<&crate::ml::SimulatedEvaluation>,
+    summary: &weft_sim::out::Summary,
+) {
+    let (Some(trained), Some(truth)) = (&ml.trained, truth) else {
+        for note in &ml.notes {
+            println!("  propensity  {note}");
+        }
+        return;
+    };
+    let auc = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
+    let overall = trained.targets.first();
+    println!(
+        "  propensity  model v{} ({}) on {} training rows: test AUC {} on {} customers vs {} for the true probabilities of the same customers (best possible over every visitor: {}); top decile converts {:.1}% vs {:.1}% on average; {} category models; ml.scores holds {} customers",
+        trained.version,
+        overall.map_or("", |t| t.learner.as_str()),
+        trained.train_rows,
+        auc(truth.model_auc),
+        truth.matched,
+        auc(truth.oracle_auc),
+        auc(summary.conversion.best_auc),
+        overall.map_or(0.0, |t| t.top_decile_rate * 100.0),
+        overall.map_or(0.0, |t| t.rate * 100.0),
+        trained.targets.len().saturating_sub(1),
+        ml.scored.as_ref().map_or(0, |s| s.rows),
+    );
 }
 
 pub fn percentile_ms(sorted: &[std::time::Duration], quantile: f64) -> f64 {

@@ -33,6 +33,8 @@ pub enum Stage {
     Model,
     /// Customer records and web identities → identity.person_map, profiles.customers.
     Identity,
+    /// Modelled tables and profiles → a propensity model (trained when due), ml.scores.
+    Ml,
     /// Compact every table's small files and vacuum files no recent version needs.
     Maintain,
 }
@@ -59,12 +61,80 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
         let report = weft_profiles::resolve(&Lake::new(&config.data_dir), &config.identity).await?;
         print_identity(&report);
     }
+    if matches!(args.stage, None | Some(Stage::Ml)) && config.ml.enabled {
+        let report = run_ml(&config, false).await?;
+        print_ml(&report);
+    }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
         let lake = Lake::new(&config.data_dir);
         let done = maintain(&lake, &maintenance_options(&config)).await?;
         print_maintenance(&done);
     }
     Ok(())
+}
+
+/// One propensity run; a lake without enough history yet is a note, not a failure.
+pub async fn run_ml(config: &Config, force_train: bool) -> Result<weft_propensity::MlReport> {
+    let lake = Lake::new(&config.data_dir);
+    let registry = weft_propensity::registry(&config.data_dir);
+    match weft_propensity::run(
+        &lake,
+        &registry,
+        &config.ml,
+        config.model.heartbeat_secs,
+        force_train,
+    )
+    .await
+    {
+        Ok(report) => Ok(report),
+        Err(weft_propensity::PropensityError::Missing(why)) => Ok(weft_propensity::MlReport {
+            notes: vec![why],
+            ..Default::default()
+        }),
+        Err(weft_propensity::PropensityError::Config(why)) => Err(UsageError(why).into()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub fn print_ml(report: &weft_propensity::MlReport) {
+    if let Some(t) = &report.trained {
+        let day = |d: &chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d").to_string();
+        println!(
+            "ml: trained v{} on {} rows (cut-offs {}), validated on {} and tested on {} customers at {}{} in {:.1} s",
+            t.version,
+            t.train_rows,
+            t.train_cutoffs.iter().map(day).collect::<Vec<_>>().join(", "),
+            t.valid_rows,
+            t.test_rows,
+            day(&t.valid_cutoff),
+            if t.promoted { ", promoted to production" } else { ", a candidate" },
+            t.seconds
+        );
+        for target in &t.targets {
+            println!(
+                "  {:<24} {:<8} test AUC {}  top decile {:.1}% vs {:.1}% ({} of {} converted)",
+                target.target,
+                target.learner,
+                target.test_auc.map_or("n/a".into(), |a| format!("{a:.3}")),
+                target.top_decile_rate * 100.0,
+                target.rate * 100.0,
+                target.test_positives,
+                target.test_rows
+            );
+        }
+    }
+    if let Some(s) = &report.scored {
+        println!(
+            "ml: scored {} customers as of {} with v{} into ml.scores in {:.2} s",
+            s.rows,
+            s.as_of.format("%Y-%m-%d"),
+            s.version,
+            s.seconds
+        );
+    }
+    for note in &report.notes {
+        println!("ml: {note}");
+    }
 }
 
 /// The modeller as configured; a bad `model.*` setting is a usage error.

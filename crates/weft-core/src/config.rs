@@ -35,6 +35,7 @@ pub struct Config {
     pub enrichments: EnrichmentsConfig,
     pub model: ModelConfig,
     pub identity: IdentityConfig,
+    pub ml: MlConfig,
 }
 
 impl Default for Config {
@@ -51,6 +52,7 @@ impl Default for Config {
             enrichments: EnrichmentsConfig::default(),
             model: ModelConfig::default(),
             identity: IdentityConfig::default(),
+            ml: MlConfig::default(),
         }
     }
 }
@@ -287,6 +289,68 @@ impl Default for WebIdentityConfig {
         Self {
             enabled: true,
             emails: Vec::new(),
+        }
+    }
+}
+
+/// The propensity model (`weft run ml`): features of each customer as of a
+/// cut-off, whether they converted in the window after it, a model trained on
+/// earlier cut-offs and validated on the latest complete one, and scores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlConfig {
+    pub enabled: bool,
+    /// The registered model's name.
+    pub name: String,
+    /// Days after a cut-off in which a conversion counts.
+    pub prediction_days: u32,
+    /// Earlier cut-offs whose rows are stacked for training, `step_days` apart.
+    pub training_cutoffs: u32,
+    pub step_days: u32,
+    /// A SQL file replacing the built-in feature spec (see the README).
+    pub features: Option<PathBuf>,
+    /// Feature prefix → `COLUMN.KEY` of a self-describing event whose key
+    /// names a product category: one count per category, e.g.
+    /// `product_views = "unstruct_event_com_acme_product_view_1.category"`.
+    pub category_events: BTreeMap<String, String>,
+    /// Feature name → `COLUMN.KEY` of a boolean that any event before the
+    /// cut-off may set, e.g. `consent_marketing = "unstruct_event_com_acme_sign_up_1.consent_marketing"`.
+    pub flags: BTreeMap<String, String>,
+    /// Categories with their own model (empty: those bought in the training windows).
+    pub categories: Vec<String>,
+    /// A category needs this many converting training rows for a model of its own.
+    pub min_category_positives: usize,
+    /// `both`, `gbdt` or `logistic`.
+    pub learners: String,
+    /// Seconds for trying settings beyond each learner's first, per target.
+    pub time_budget_secs: u64,
+    pub seed: u64,
+    /// Days after which the production model is retrained.
+    pub retrain_days: u32,
+    /// Which new versions are promoted without `weft ml promote`: `never`,
+    /// `first` (only when there is no production version) or `better` (also
+    /// when its held-out AUC beats the production version's).
+    pub promote: String,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "propensity".to_owned(),
+            prediction_days: 14,
+            training_cutoffs: 3,
+            step_days: 7,
+            features: None,
+            category_events: BTreeMap::new(),
+            flags: BTreeMap::new(),
+            categories: Vec::new(),
+            min_category_positives: 20,
+            learners: "both".to_owned(),
+            time_budget_secs: 60,
+            seed: 42,
+            retrain_days: 7,
+            promote: "first".to_owned(),
         }
     }
 }

@@ -125,6 +125,62 @@ impl Frame {
         }
     }
 
+    /// The rows of several frames with the same columns, one after another
+    /// (categorical levels merged; a column numeric in one and text in
+    /// another becomes text).
+    pub fn concat(frames: &[Frame]) -> Result<Frame> {
+        let Some(first) = frames.first() else {
+            return Ok(Frame::default());
+        };
+        let names: Vec<&str> = first.columns.iter().map(|c| c.name.as_str()).collect();
+        for frame in frames {
+            let theirs: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
+            if theirs != names {
+                return Err(MlError::Input(format!(
+                    "frames with different columns cannot be stacked: {names:?} and {theirs:?}"
+                )));
+            }
+        }
+        let columns = (0..names.len())
+            .map(|j| {
+                let all_numeric = frames
+                    .iter()
+                    .all(|f| matches!(f.columns[j].values, Values::Numeric(_)));
+                if all_numeric {
+                    let values = frames
+                        .iter()
+                        .flat_map(|f| match &f.columns[j].values {
+                            Values::Numeric(v) => v.clone(),
+                            Values::Categorical { .. } => unreachable!("checked numeric"),
+                        })
+                        .collect();
+                    Column::numeric(names[j], values)
+                } else {
+                    let values: Vec<Option<String>> = frames
+                        .iter()
+                        .flat_map(|f| text_values(&f.columns[j].values))
+                        .collect();
+                    Column::categorical(names[j], &values)
+                }
+            })
+            .collect();
+        let ids = frames
+            .iter()
+            .map(|f| f.ids.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.concat());
+        let label = frames
+            .iter()
+            .map(|f| f.label.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.concat());
+        Ok(Frame {
+            ids,
+            columns,
+            label,
+        })
+    }
+
     /// Reads a CSV file with a header. A column whose every non-empty value
     /// is a number (or true/false) is numeric, any other is categorical;
     /// empty cells are missing. The label must be 0/1, true/false or yes/no.
@@ -208,6 +264,19 @@ impl Frame {
     }
 }
 
+fn text_values(values: &Values) -> Vec<Option<String>> {
+    match values {
+        Values::Numeric(v) => v
+            .iter()
+            .map(|x| (!x.is_nan()).then(|| x.to_string()))
+            .collect(),
+        Values::Categorical { levels, codes } => codes
+            .iter()
+            .map(|c| (*c != MISSING_CODE).then(|| levels[*c as usize].clone()))
+            .collect(),
+    }
+}
+
 fn parse_label(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "1.0" | "true" | "yes" | "t" | "y" => Some(true),
@@ -278,6 +347,41 @@ mod tests {
             }
         );
         assert_eq!(frame.columns[2].values, Values::Numeric(vec![1.0, 0.0, 1.0]));
+    }
+
+    #[test]
+    fn frames_stack_with_their_levels_merged() {
+        let a = Frame {
+            ids: Some(vec!["a".into()]),
+            columns: vec![
+                Column::numeric("x", vec![1.0]),
+                Column::categorical("c", &[Some("red")]),
+            ],
+            label: Some(vec![true]),
+        };
+        let b = Frame {
+            ids: Some(vec!["b".into(), "c".into()]),
+            columns: vec![
+                Column::numeric("x", vec![2.0, 3.0]),
+                Column::categorical("c", &[Some("blue"), Some("red")]),
+            ],
+            label: Some(vec![false, true]),
+        };
+        let both = Frame::concat(&[a, b.clone()]).unwrap();
+        assert_eq!(both.rows(), 3);
+        assert_eq!(both.label.as_deref().unwrap(), [true, false, true]);
+        assert_eq!(
+            both.columns[1].values,
+            Values::Categorical {
+                levels: vec!["red".into(), "blue".into()],
+                codes: vec![0, 1, 0]
+            }
+        );
+        let other = Frame {
+            columns: vec![Column::numeric("y", vec![1.0])],
+            ..Frame::default()
+        };
+        assert!(Frame::concat(&[b, other]).is_err());
     }
 
     #[test]

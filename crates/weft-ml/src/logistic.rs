@@ -38,6 +38,10 @@ impl Default for LogisticParams {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Encoder {
     Numeric {
+        /// Counts, durations and amounts (never negative in training) are
+        /// taken as ln(1 + x): their long tails otherwise swamp a linear model.
+        #[serde(default)]
+        log: bool,
         mean: f64,
         scale: f64,
         missing_indicator: bool,
@@ -60,6 +64,7 @@ impl Encoder {
     fn encode(&self, value: f32, out: &mut [f64]) {
         match self {
             Encoder::Numeric {
+                log,
                 mean,
                 scale,
                 missing_indicator,
@@ -70,7 +75,9 @@ impl Encoder {
                         out[1] = 1.0;
                     }
                 } else {
-                    out[0] = (f64::from(value) - mean) / scale;
+                    let v = f64::from(value);
+                    let v = if *log { v.max(0.0).ln_1p() } else { v };
+                    out[0] = (v - mean) / scale;
                     if *missing_indicator {
                         out[1] = 0.0;
                     }
@@ -157,20 +164,22 @@ fn encoders(schema: &FeatureSchema, matrix: &Matrix) -> Vec<Encoder> {
             let column = (0..matrix.rows).map(|i| matrix.get(i, j));
             match &feature.kind {
                 FeatureKind::Numeric => {
-                    let (mut n, mut sum, mut sq, mut missing) = (0.0, 0.0, 0.0, false);
-                    for v in column {
-                        if v.is_nan() {
-                            missing = true;
-                        } else {
-                            let v = f64::from(v);
-                            n += 1.0;
-                            sum += v;
-                            sq += v * v;
-                        }
+                    let values: Vec<f32> = column.collect();
+                    let present = || values.iter().filter(|v| !v.is_nan());
+                    let log = present().all(|v| *v >= 0.0) && present().any(|v| *v > 1.0);
+                    let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+                    let missing = values.iter().any(|v| v.is_nan());
+                    for v in present() {
+                        let v = f64::from(*v);
+                        let v = if log { v.ln_1p() } else { v };
+                        n += 1.0;
+                        sum += v;
+                        sq += v * v;
                     }
                     let mean = if n > 0.0 { sum / n } else { 0.0 };
                     let var = if n > 0.0 { sq / n - mean * mean } else { 0.0 };
                     Encoder::Numeric {
+                        log,
                         mean,
                         scale: if var > 1e-12 { var.sqrt() } else { 1.0 },
                         missing_indicator: missing,

@@ -181,14 +181,16 @@ pub fn fit(train: &Frame, valid: &Frame, options: &TrainOptions) -> Result<Fitte
             );
             let rounds = model.trees.len();
             let learner = Learner::Gbdt(model);
-            tried.push(report(&learner, params, &valid_matrix, valid_labels, at, Some(rounds)));
+            let defaults = GbdtParams::default();
+            tried.push(report(&learner, (params, &defaults), &valid_matrix, valid_labels, at, Some(rounds)));
             learners.push(learner);
         }
         if let Some(params) = logistic_grid.get(step) {
             let at = Instant::now();
             let learner =
                 Learner::Logistic(logistic::train(&schema, &train_matrix, train_labels, params));
-            tried.push(report(&learner, params, &valid_matrix, valid_labels, at, None));
+            let defaults = LogisticParams::default();
+            tried.push(report(&learner, (params, &defaults), &valid_matrix, valid_labels, at, None));
             learners.push(learner);
         }
     }
@@ -218,9 +220,9 @@ pub fn fit(train: &Frame, valid: &Frame, options: &TrainOptions) -> Result<Fitte
     })
 }
 
-fn report(
+fn report<P: Serialize>(
     learner: &Learner,
-    params: &impl Serialize,
+    (params, defaults): (&P, &P),
     valid: &crate::schema::Matrix,
     labels: &[bool],
     started: Instant,
@@ -229,9 +231,11 @@ fn report(
     let seconds = started.elapsed().as_secs_f64();
     let margins = learner.margins(valid, 1);
     let probabilities: Vec<f64> = margins.iter().map(|m| crate::gbdt::sigmoid(*m)).collect();
+    // the settings that differ from the learner's defaults
     let mut params = serde_json::to_value(params).unwrap_or_default();
-    if let Some(map) = params.as_object_mut() {
-        map.remove("threads");
+    let defaults = serde_json::to_value(defaults).unwrap_or_default();
+    if let (Some(map), Some(defaults)) = (params.as_object_mut(), defaults.as_object()) {
+        map.retain(|key, value| key != "threads" && defaults.get(key) != Some(value));
     }
     Tried {
         learner: learner.name().to_owned(),

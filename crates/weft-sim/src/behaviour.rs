@@ -381,10 +381,11 @@ impl Run<'_> {
             visits.push((at.min(cutoff - 60_000), Purpose::Browse));
         }
         visits.sort_by_key(|(at, _)| *at);
-        // earlier orders happen on some of those visits, later ones more likely
+        // earlier orders happen on any of those visits: a person's propensity
+        // is the same before the cut-off as after, whichever earlier cut-off
+        // a model looks back from
         for _ in 0..outcome.orders_before_cutoff {
-            let n = visits.len();
-            let pick = n - 1 - self.rng.random_range(0..n.min(3));
+            let pick = self.rng.random_range(0..visits.len());
             let categories = basket(&mut self.rng, &self.traits);
             visits[pick].1 = Purpose::Purchase(categories);
         }
