@@ -33,7 +33,13 @@ pub async fn features(
         .collect();
     let sql = spec.render(cutoff, &columns)?;
     let batches = context.sql(&sql).await?.collect().await?;
+    // rows in customer order: the engine's order varies from run to run, and
+    // training must not (categorical levels are numbered as first seen)
     let frame = to_frame(&batches)?;
+    let ids = frame.ids.as_deref().unwrap_or(&[]);
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
+    let frame = frame.take(&order);
     let mut seen = HashSet::new();
     if let Some(duplicate) = frame
         .ids
@@ -154,6 +160,22 @@ pub async fn conversions_after(
                 );
             }
         }
+    }
+    Ok(out)
+}
+
+/// Every category bought before `cutoff`.
+pub async fn categories_before(context: &SessionContext, cutoff: DateTime<Utc>) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT DISTINCT category FROM (SELECT unnest(categories) AS category FROM derived.conversions \
+         WHERE conversion_tstamp < {}) c WHERE category IS NOT NULL ORDER BY category",
+        literal(cutoff)
+    );
+    let mut out = Vec::new();
+    for batch in context.sql(&sql).await?.collect().await? {
+        let values = cast(batch.column(0), &DataType::Utf8)?;
+        let values = values.as_string::<i32>();
+        out.extend((0..values.len()).map(|i| values.value(i).to_owned()));
     }
     Ok(out)
 }

@@ -531,11 +531,9 @@ pub async fn features_at(
     let cutoff = cutoff.unwrap_or(as_of - window);
     let mut spec = FeatureSpec::from_config(config, heartbeat_secs)?;
     let converted = dataset::conversions_after(&context, cutoff, config.prediction_days).await?;
+    // the categories known by the cut-off: a list from after it would leak
     spec.categories = if config.categories.is_empty() {
-        let mut seen: BTreeSet<String> = converted.values().flatten().cloned().collect();
-        let before = dataset::conversions_after(&context, cutoff - window, config.prediction_days).await?;
-        seen.extend(before.values().flatten().cloned());
-        seen.into_iter().collect()
+        dataset::categories_before(&context, cutoff).await?
     } else {
         config.categories.clone()
     };
