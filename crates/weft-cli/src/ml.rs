@@ -130,7 +130,10 @@ pub async fn run(config: Config, command: MlCommand) -> Result<()> {
             registry(&config)
                 .promote(&args.name, args.version)
                 .map_err(usage)?;
-            println!("{} v{} is now the production version", args.name, args.version);
+            println!(
+                "{} v{} is now the production version",
+                args.name, args.version
+            );
             Ok(())
         }
         MlCommand::List => list(&config),
@@ -146,7 +149,8 @@ fn usage(error: weft_ml::MlError) -> anyhow::Error {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let (Some(csv), Some(label), Some(out)) = (args.csv.clone(), args.label.clone(), args.out.clone())
+    let (Some(csv), Some(label), Some(out)) =
+        (args.csv.clone(), args.label.clone(), args.out.clone())
     else {
         return Err(UsageError("--csv needs --label and --out".into()).into());
     };
@@ -164,8 +168,12 @@ fn train(args: TrainArgs) -> Result<()> {
         exclude: args.exclude.clone(),
     };
     let frame = Frame::read_csv(&csv, &roles).map_err(usage)?;
-    let (train_rows, valid_rows, test_rows) =
-        holdout_split(&frame, args.valid_share, args.test_share, args.training.seed);
+    let (train_rows, valid_rows, test_rows) = holdout_split(
+        &frame,
+        args.valid_share,
+        args.test_share,
+        args.training.seed,
+    );
     let (train, valid, test) = (
         frame.take(&train_rows),
         frame.take(&valid_rows),
@@ -176,7 +184,10 @@ fn train(args: TrainArgs) -> Result<()> {
     let test_evaluation = if test.rows() > 0 {
         let matrix = fitted.model.schema.matrix(&test).map_err(usage)?;
         let probabilities = fitted.model.probabilities(&matrix, 2);
-        Some(metrics::evaluate(&probabilities, test.label.as_deref().unwrap_or(&[])))
+        Some(metrics::evaluate(
+            &probabilities,
+            test.label.as_deref().unwrap_or(&[]),
+        ))
     } else {
         None
     };
@@ -249,14 +260,22 @@ pub fn print_summary(target: &TargetCard, rows: usize, total: Duration, read: Du
             t.learner,
             t.valid_auc.map_or("n/a".into(), |v| format!("{v:.4}")),
             t.seconds,
-            t.rounds.map(|r| format!(" ({r} rounds)")).unwrap_or_default()
+            t.rounds
+                .map(|r| format!(" ({r} rounds)"))
+                .unwrap_or_default()
         );
     }
-    let which = if target.test_evaluation.is_some() { "test" } else { "validation" };
+    let which = if target.test_evaluation.is_some() {
+        "test"
+    } else {
+        "validation"
+    };
     println!(
         "kept {} ({}): {which} ROC AUC {}, PR AUC {}, log loss {:.4}, Brier {:.4}",
         target.learner,
-        chosen.map(|t| format!("validation AUC {:.4}", t.valid_auc.unwrap_or(0.5))).unwrap_or_default(),
+        chosen
+            .map(|t| format!("validation AUC {:.4}", t.valid_auc.unwrap_or(0.5)))
+            .unwrap_or_default(),
         e.roc_auc.map_or("n/a".into(), |v| format!("{v:.4}")),
         e.pr_auc.map_or("n/a".into(), |v| format!("{v:.4}")),
         e.log_loss,
@@ -439,14 +458,26 @@ pub fn simulated_config() -> weft_core::config::MlConfig {
         ..Default::default()
     };
     for (name, path) in [
-        ("product_views", "unstruct_event_com_acme_product_view_1.category"),
-        ("cart_adds", "unstruct_event_com_acme_add_to_cart_1.category"),
+        (
+            "product_views",
+            "unstruct_event_com_acme_product_view_1.category",
+        ),
+        (
+            "cart_adds",
+            "unstruct_event_com_acme_add_to_cart_1.category",
+        ),
     ] {
         config.category_events.insert(name.into(), path.into());
     }
     for (name, path) in [
-        ("consent_marketing", "unstruct_event_com_acme_sign_up_1.consent_marketing"),
-        ("newsletter", "unstruct_event_com_acme_newsletter_signup_1.consent_marketing"),
+        (
+            "consent_marketing",
+            "unstruct_event_com_acme_sign_up_1.consent_marketing",
+        ),
+        (
+            "newsletter",
+            "unstruct_event_com_acme_newsletter_signup_1.consent_marketing",
+        ),
     ] {
         config.flags.insert(name.into(), path.into());
     }

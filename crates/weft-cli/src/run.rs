@@ -103,11 +103,19 @@ pub fn print_ml(report: &weft_propensity::MlReport) {
             "ml: trained v{} on {} rows (cut-offs {}), validated on {} and tested on {} customers at {}{} in {:.1} s",
             t.version,
             t.train_rows,
-            t.train_cutoffs.iter().map(day).collect::<Vec<_>>().join(", "),
+            t.train_cutoffs
+                .iter()
+                .map(day)
+                .collect::<Vec<_>>()
+                .join(", "),
             t.valid_rows,
             t.test_rows,
             day(&t.valid_cutoff),
-            if t.promoted { ", promoted to production" } else { ", a candidate" },
+            if t.promoted {
+                ", promoted to production"
+            } else {
+                ", a candidate"
+            },
             t.seconds
         );
         for target in &t.targets {

@@ -176,7 +176,10 @@ mod tests {
             per_bin[mapper.bin(v) as usize] += 1;
         }
         assert_eq!(per_bin[0], 0);
-        assert!(per_bin[1..].iter().all(|n| (900..=1100).contains(n)), "{per_bin:?}");
+        assert!(
+            per_bin[1..].iter().all(|n| (900..=1100).contains(n)),
+            "{per_bin:?}"
+        );
     }
 
     #[test]

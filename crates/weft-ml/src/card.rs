@@ -100,7 +100,12 @@ impl Card {
                 let _ = writeln!(out, "- {key}: {value}");
             }
         }
-        let _ = writeln!(out, "- features ({}): {}\n", self.features.len(), self.features.join(", "));
+        let _ = writeln!(
+            out,
+            "- features ({}): {}\n",
+            self.features.len(),
+            self.features.join(", ")
+        );
         for target in &self.targets {
             let _ = writeln!(out, "## {}\n", target.target);
             let _ = writeln!(
@@ -109,8 +114,14 @@ impl Card {
                 target.learner,
                 compact(&target.params)
             );
-            let _ = writeln!(out, "| split | rows | positives | rate |\n|---|---:|---:|---:|");
-            let splits = [("train", Some(&target.train)), ("validation", Some(&target.valid))];
+            let _ = writeln!(
+                out,
+                "| split | rows | positives | rate |\n|---|---:|---:|---:|"
+            );
+            let splits = [
+                ("train", Some(&target.train)),
+                ("validation", Some(&target.valid)),
+            ];
             for (name, rows) in splits.into_iter().chain([("test", target.test.as_ref())]) {
                 if let Some(rows) = rows {
                     let _ = writeln!(
@@ -123,7 +134,11 @@ impl Card {
                 }
             }
             let e = target.held_out();
-            let which = if target.test_evaluation.is_some() { "test" } else { "validation" };
+            let which = if target.test_evaluation.is_some() {
+                "test"
+            } else {
+                "validation"
+            };
             let _ = writeln!(out, "\n### Metrics ({which} rows)\n");
             let _ = writeln!(out, "| metric | value |\n|---|---:|");
             let auc = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));

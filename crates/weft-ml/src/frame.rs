@@ -14,7 +14,10 @@ pub enum Values {
     /// Numbers; NaN is missing.
     Numeric(Vec<f64>),
     /// Codes into `levels`; [`MISSING_CODE`] is missing.
-    Categorical { levels: Vec<String>, codes: Vec<u32> },
+    Categorical {
+        levels: Vec<String>,
+        codes: Vec<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +195,9 @@ impl Frame {
     }
 
     pub fn from_csv_reader(reader: impl std::io::Read, roles: &CsvRoles) -> Result<Frame, String> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(reader);
         let header: Vec<String> = reader
             .headers()
             .map_err(|e| format!("cannot read the header: {e}"))?
@@ -328,7 +333,8 @@ mod tests {
 
     #[test]
     fn types_are_inferred_and_roles_taken_out() {
-        let csv = "id,age,country,flag,note,y\na,31,GB,true,x,1\nb,,FR,false,y,0\nc,4.5,,true,z,yes\n";
+        let csv =
+            "id,age,country,flag,note,y\na,31,GB,true,x,1\nb,,FR,false,y,0\nc,4.5,,true,z,yes\n";
         let frame = Frame::from_csv_reader(csv.as_bytes(), &roles("y")).unwrap();
         assert_eq!(frame.ids.as_deref().unwrap(), ["a", "b", "c"]);
         assert_eq!(frame.label.as_deref().unwrap(), [true, false, true]);
@@ -346,7 +352,10 @@ mod tests {
                 codes: vec![0, 1, MISSING_CODE]
             }
         );
-        assert_eq!(frame.columns[2].values, Values::Numeric(vec![1.0, 0.0, 1.0]));
+        assert_eq!(
+            frame.columns[2].values,
+            Values::Numeric(vec![1.0, 0.0, 1.0])
+        );
     }
 
     #[test]
@@ -393,7 +402,10 @@ mod tests {
         let error = Frame::from_csv_reader("id,y\na,maybe\n".as_bytes(), &roles("y"))
             .map(|_| ())
             .unwrap_err();
-        assert!(error.contains("row 2") && error.contains("maybe"), "{error}");
+        assert!(
+            error.contains("row 2") && error.contains("maybe"),
+            "{error}"
+        );
         let error = Frame::from_csv_reader("id,x\na,1\n".as_bytes(), &roles("y"))
             .map(|_| ())
             .unwrap_err();

@@ -287,10 +287,7 @@ impl Problem<'_> {
             return None;
         }
         let mut best: Option<Candidate> = None;
-        for f in 0..self.offsets.len() - 1 {
-            if !features[f] {
-                continue;
-            }
+        for (f, _) in features.iter().enumerate().filter(|(_, on)| **on) {
             let hist = &leaf.hist[self.offsets[f]..self.offsets[f + 1]];
             let found = if self.categorical[f] {
                 self.categorical_split(f, hist, &leaf.total)
@@ -306,14 +303,20 @@ impl Problem<'_> {
         best
     }
 
-    fn numeric_split(&self, feature: usize, hist: &[BinStat], total: &BinStat) -> Option<Candidate> {
+    fn numeric_split(
+        &self,
+        feature: usize,
+        hist: &[BinStat],
+        total: &BinStat,
+    ) -> Option<Candidate> {
         let l2 = self.params.lambda_l2;
         let parent = self.gain_of(total, l2);
         let missing = hist[0];
         let mut best: Option<Candidate> = None;
         let mut left = BinStat::default();
-        for bin in 1..hist.len().saturating_sub(1) {
-            left.add(&hist[bin]);
+        let last = hist.len().saturating_sub(1);
+        for (bin, stat) in hist.iter().enumerate().take(last).skip(1) {
+            left.add(stat);
             for missing_left in [false, true] {
                 if missing.n == 0 && missing_left {
                     continue;
@@ -333,7 +336,11 @@ impl Problem<'_> {
                         feature,
                         rule: SplitRule::Le(bin as u8),
                         // without missing values in training, missing follows the bigger side
-                        missing_left: if missing.n == 0 { l.n >= r.n } else { missing_left },
+                        missing_left: if missing.n == 0 {
+                            l.n >= r.n
+                        } else {
+                            missing_left
+                        },
                         left: l,
                     });
                 }
@@ -395,7 +402,9 @@ impl Problem<'_> {
             let ratio = |s: &BinStat| s.g / (s.h + params.cat_smooth);
             ratio(&hist[*a]).total_cmp(&ratio(&hist[*b]))
         });
-        let most = params.max_cat_threshold.min(ordered.len().saturating_sub(1));
+        let most = params
+            .max_cat_threshold
+            .min(ordered.len().saturating_sub(1));
         for k in 1..=most {
             consider(&ordered[..k], &mut best);
             consider(&ordered[ordered.len() - k..], &mut best);
@@ -770,7 +779,13 @@ mod tests {
         let colours = ["red", "green", "blue", "grey", "pink", "teal"];
         let n = 6000;
         let x: Vec<f64> = (0..n)
-            .map(|i| if i % 10 == 0 { f64::NAN } else { (i % 100) as f64 })
+            .map(|i| {
+                if i % 10 == 0 {
+                    f64::NAN
+                } else {
+                    (i % 100) as f64
+                }
+            })
             .collect();
         let colour: Vec<Option<&str>> = (0..n).map(|i| Some(colours[(i / 7) % 6])).collect();
         let label: Vec<bool> = (0..n)
@@ -805,7 +820,9 @@ mod tests {
         let n = 3000;
         let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 101) as f64).collect();
         let z: Vec<f64> = (0..n).map(|i| ((i * 53) % 89) as f64).collect();
-        let label: Vec<bool> = (0..n).map(|i| (x[i] + z[i] + (i % 7) as f64 * 9.0) > 100.0).collect();
+        let label: Vec<bool> = (0..n)
+            .map(|i| (x[i] + z[i] + (i % 7) as f64 * 9.0) > 100.0)
+            .collect();
         let frame = Frame {
             columns: vec![Column::numeric("x", x), Column::numeric("z", z)],
             label: Some(label),

@@ -378,7 +378,11 @@ mod tests {
         // p(−1) = 0.27, p(1) = 0.73: bias 0, weight logit(0.73)
         let expected = (0.73f64 / 0.27).ln();
         assert!(model.bias.abs() < 1e-3, "{}", model.bias);
-        assert!((model.weights[0] - expected).abs() < 1e-3, "{:?}", model.weights);
+        assert!(
+            (model.weights[0] - expected).abs() < 1e-3,
+            "{:?}",
+            model.weights
+        );
         let margins = model.predict_margin(&matrix);
         assert!((sigmoid(margins[0]) - 0.27).abs() < 1e-3);
     }

@@ -171,7 +171,11 @@ pub fn deciles(scores: &[f64], labels: &[bool]) -> Vec<Decile> {
                 rows: *rows,
                 positives: *positives,
                 conversion_rate,
-                lift: if rate > 0.0 { conversion_rate / rate } else { 0.0 },
+                lift: if rate > 0.0 {
+                    conversion_rate / rate
+                } else {
+                    0.0
+                },
                 cumulative_gain: if total_positives > 0 {
                     found as f64 / total_positives as f64
                 } else {

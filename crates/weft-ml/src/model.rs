@@ -162,6 +162,9 @@ mod tests {
             }
         }
         let c = Calibration::fit(&margins, &labels);
-        assert!((c.a - 0.5).abs() < 0.01 && (c.b + 1.0).abs() < 0.01, "{c:?}");
+        assert!(
+            (c.a - 0.5).abs() < 0.01 && (c.b + 1.0).abs() < 0.01,
+            "{c:?}"
+        );
     }
 }

@@ -197,10 +197,18 @@ impl Registry {
     pub fn promote(&self, name: &str, version: u32) -> Result<()> {
         let mut index = self.index(name)?;
         if !index.versions.iter().any(|v| v.version == version) {
-            let known: Vec<String> = index.versions.iter().map(|v| v.version.to_string()).collect();
+            let known: Vec<String> = index
+                .versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect();
             return Err(MlError::Input(format!(
                 "model {name} has no version {version} (versions: {})",
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
         for entry in &mut index.versions {
@@ -215,7 +223,11 @@ impl Registry {
 
     pub fn production(&self, name: &str) -> Result<Option<(VersionEntry, ModelFile)>> {
         let index = self.index(name)?;
-        let Some(entry) = index.versions.into_iter().find(|v| v.stage == Stage::Production) else {
+        let Some(entry) = index
+            .versions
+            .into_iter()
+            .find(|v| v.stage == Stage::Production)
+        else {
             return Ok(None);
         };
         let file = load_dir(&self.dir(name, entry.version))?;

@@ -182,15 +182,33 @@ pub fn fit(train: &Frame, valid: &Frame, options: &TrainOptions) -> Result<Fitte
             let rounds = model.trees.len();
             let learner = Learner::Gbdt(model);
             let defaults = GbdtParams::default();
-            tried.push(report(&learner, (params, &defaults), &valid_matrix, valid_labels, at, Some(rounds)));
+            tried.push(report(
+                &learner,
+                (params, &defaults),
+                &valid_matrix,
+                valid_labels,
+                at,
+                Some(rounds),
+            ));
             learners.push(learner);
         }
         if let Some(params) = logistic_grid.get(step) {
             let at = Instant::now();
-            let learner =
-                Learner::Logistic(logistic::train(&schema, &train_matrix, train_labels, params));
+            let learner = Learner::Logistic(logistic::train(
+                &schema,
+                &train_matrix,
+                train_labels,
+                params,
+            ));
             let defaults = LogisticParams::default();
-            tried.push(report(&learner, (params, &defaults), &valid_matrix, valid_labels, at, None));
+            tried.push(report(
+                &learner,
+                (params, &defaults),
+                &valid_matrix,
+                valid_labels,
+                at,
+                None,
+            ));
             learners.push(learner);
         }
     }

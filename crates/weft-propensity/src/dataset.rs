@@ -63,16 +63,18 @@ pub fn to_frame(batches: &[RecordBatch]) -> Result<Frame> {
         });
     };
     let schema = first.schema();
-    let key = schema.index_of(KEY).map_err(|_| {
-        PropensityError::Spec(format!("the feature spec has no {KEY} column"))
-    })?;
+    let key = schema
+        .index_of(KEY)
+        .map_err(|_| PropensityError::Spec(format!("the feature spec has no {KEY} column")))?;
     let mut ids = Vec::new();
     for batch in batches {
         let column = cast(batch.column(key), &DataType::Utf8)?;
         let column = column.as_string::<i32>();
         for row in 0..column.len() {
             if column.is_null(row) {
-                return Err(PropensityError::Spec(format!("the feature spec gave a null {KEY}")));
+                return Err(PropensityError::Spec(format!(
+                    "the feature spec gave a null {KEY}"
+                )));
             }
             ids.push(column.value(row).to_owned());
         }
@@ -165,7 +167,10 @@ pub async fn conversions_after(
 }
 
 /// Every category bought before `cutoff`.
-pub async fn categories_before(context: &SessionContext, cutoff: DateTime<Utc>) -> Result<Vec<String>> {
+pub async fn categories_before(
+    context: &SessionContext,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<String>> {
     let sql = format!(
         "SELECT DISTINCT category FROM (SELECT unnest(categories) AS category FROM derived.conversions \
          WHERE conversion_tstamp < {}) c WHERE category IS NOT NULL ORDER BY category",

@@ -112,11 +112,11 @@ pub async fn run(
     match registry.production(&config.name)? {
         Some((entry, file)) => {
             let spec_path = registry.dir(&config.name, entry.version).join("spec.json");
-            let spec: FeatureSpec = serde_json::from_str(
-                &std::fs::read_to_string(&spec_path)
-                    .map_err(|e| PropensityError::Config(format!("{}: {e}", spec_path.display())))?,
-            )
-            .map_err(|e| PropensityError::Config(format!("{}: {e}", spec_path.display())))?;
+            let spec: FeatureSpec =
+                serde_json::from_str(&std::fs::read_to_string(&spec_path).map_err(|e| {
+                    PropensityError::Config(format!("{}: {e}", spec_path.display()))
+                })?)
+                .map_err(|e| PropensityError::Config(format!("{}: {e}", spec_path.display())))?;
             report.scored = Some(score(lake, &context, &entry, &file, &spec, as_of).await?);
         }
         None => report.notes.push(format!(
@@ -171,9 +171,7 @@ async fn now(context: &SessionContext) -> Result<DateTime<Utc>> {
         })
         .ok_or_else(|| PropensityError::Missing("atomic.events holds no events yet".into()))?;
     let latest = DateTime::from_timestamp_micros(latest).unwrap_or_default();
-    let day = latest
-        .duration_trunc(Duration::days(1))
-        .unwrap_or(latest);
+    let day = latest.duration_trunc(Duration::days(1)).unwrap_or(latest);
     Ok(day + Duration::days(1))
 }
 
@@ -192,8 +190,7 @@ fn training_due(
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc));
-    Ok(trained_as_of
-        .is_none_or(|t| as_of - t >= Duration::days(i64::from(config.retrain_days))))
+    Ok(trained_as_of.is_none_or(|t| as_of - t >= Duration::days(i64::from(config.retrain_days))))
 }
 
 /// Which half of the validation customers a customer is in: test when true.
@@ -236,7 +233,8 @@ async fn train(
     // the categories: configured, or those bought in the training windows
     let mut converted_at = Vec::new();
     for cutoff in &train_cutoffs {
-        converted_at.push(dataset::conversions_after(context, *cutoff, config.prediction_days).await?);
+        converted_at
+            .push(dataset::conversions_after(context, *cutoff, config.prediction_days).await?);
     }
     spec.categories = if config.categories.is_empty() {
         let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -256,14 +254,17 @@ async fn train(
     }
     let train_frame = Frame::concat(&parts)?;
     let valid_all = dataset::features(context, &spec, valid_cutoff).await?;
-    let valid_converted = dataset::conversions_after(context, valid_cutoff, config.prediction_days).await?;
+    let valid_converted =
+        dataset::conversions_after(context, valid_cutoff, config.prediction_days).await?;
     let valid_labels_all = dataset::labels(&valid_all, &valid_converted, &spec.categories);
     let ids = valid_all.ids.clone().unwrap_or_default();
     let (test_rows, valid_rows): (Vec<usize>, Vec<usize>) =
         (0..ids.len()).partition(|i| is_test(&ids[*i]));
     let valid_frame = valid_all.take(&valid_rows);
     let test_frame = valid_all.take(&test_rows);
-    let pick = |labels: &[bool], rows: &[usize]| -> Vec<bool> { rows.iter().map(|i| labels[*i]).collect() };
+    let pick = |labels: &[bool], rows: &[usize]| -> Vec<bool> {
+        rows.iter().map(|i| labels[*i]).collect()
+    };
 
     let mut targets = vec![OVERALL.to_owned()];
     for category in &spec.categories {
@@ -293,9 +294,10 @@ async fn train(
             ..valid_frame.clone()
         };
         let fit_options = options.clone();
-        let fitted = tokio::task::spawn_blocking(move || weft_ml::fit(&train, &valid, &fit_options))
-            .await
-            .map_err(|e| PropensityError::Config(format!("training stopped: {e}")))??;
+        let fitted =
+            tokio::task::spawn_blocking(move || weft_ml::fit(&train, &valid, &fit_options))
+                .await
+                .map_err(|e| PropensityError::Config(format!("training stopped: {e}")))??;
         let matrix = fitted.model.schema.matrix(&test_frame)?;
         let probabilities = fitted.model.probabilities(&matrix, options.threads);
         let evaluation = metrics::evaluate(&probabilities, &test_labels);
@@ -306,7 +308,10 @@ async fn train(
             test_auc: evaluation.roc_auc,
             test_rows: evaluation.rows,
             test_positives: evaluation.positives,
-            top_decile_rate: evaluation.deciles.first().map_or(0.0, |d| d.conversion_rate),
+            top_decile_rate: evaluation
+                .deciles
+                .first()
+                .map_or(0.0, |d| d.conversion_rate),
             rate,
         });
         if target == OVERALL {
@@ -321,7 +326,10 @@ async fn train(
         cards.push(TargetCard::new(
             target,
             &fitted,
-            &part_labels.iter().flat_map(|l| l[target].clone()).collect::<Vec<_>>(),
+            &part_labels
+                .iter()
+                .flat_map(|l| l[target].clone())
+                .collect::<Vec<_>>(),
             &valid_labels,
             Some((&test_labels, evaluation)),
         ));
@@ -349,7 +357,11 @@ async fn train(
     };
     let file = ModelFile::new(&config.name, OVERALL, models);
     let spec_json = serde_json::to_string_pretty(&spec).expect("the spec serialises");
-    let entry = registry.register(file, card, &[("features.sql", &spec.sql), ("spec.json", &spec_json)])?;
+    let entry = registry.register(
+        file,
+        card,
+        &[("features.sql", &spec.sql), ("spec.json", &spec_json)],
+    )?;
     let production = registry.production(&config.name)?;
     let promote = match config.promote.as_str() {
         "first" => production.is_none(),
@@ -383,7 +395,12 @@ async fn first_event(context: &SessionContext) -> Result<DateTime<Utc>> {
         .await?;
     let micros = batches
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().map(|c| c.value(0)))
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|c| c.value(0))
+        })
         .unwrap_or_default();
     Ok(DateTime::from_timestamp_micros(micros).unwrap_or_default())
 }

@@ -67,9 +67,7 @@ impl FeatureSpec {
             let (column, key) = parse_path(path).map_err(PropensityError::Config)?;
             // the events in every category, then per category
             if has(column) {
-                aggregates.push_str(&format!(
-                    ",\n    count(e.{column}) AS {prefix}"
-                ));
+                aggregates.push_str(&format!(",\n    count(e.{column}) AS {prefix}"));
                 columns.push_str(&format!(",\n  coalesce(a.{prefix}, 0) AS {prefix}"));
             } else {
                 columns.push_str(&format!(",\n  0 AS {prefix}"));
@@ -147,7 +145,9 @@ pub fn parse_path(path: &str) -> Result<(&str, &str), String> {
         .ok_or_else(|| format!("{path:?} is not COLUMN.KEY"))?;
     let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !word(column) || !word(key) {
-        return Err(format!("{path:?}: column and key are letters, digits and _"));
+        return Err(format!(
+            "{path:?}: column and key are letters, digits and _"
+        ));
     }
     if !(column.starts_with("contexts_") || column.starts_with("unstruct_event_")) {
         return Err(format!(
@@ -274,13 +274,17 @@ mod tests {
         config
             .flags
             .insert("consent".into(), "atomic.events; DROP".into());
-        let error = FeatureSpec::from_config(&config, 10).unwrap_err().to_string();
+        let error = FeatureSpec::from_config(&config, 10)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("ml.consent"), "{error}");
         let mut config = MlConfig::default();
         config
             .flags
             .insert("Bad Name".into(), "contexts_x_1.y".into());
-        let error = FeatureSpec::from_config(&config, 10).unwrap_err().to_string();
+        let error = FeatureSpec::from_config(&config, 10)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a feature name"), "{error}");
     }
 }

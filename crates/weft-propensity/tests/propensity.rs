@@ -35,7 +35,9 @@ fn simulate(visitors: u64) -> Shop {
     weft_sim::out::install_schemas(schemas.path()).unwrap();
     let resolver = Resolver::new(vec![schemas.path().join("iglu")]);
     let enrichments = Enrichments::from_config(&EnrichmentsConfig::default()).unwrap();
-    let people: Vec<Person> = (0..visitors).map(|i| Person::generate(&options, i)).collect();
+    let people: Vec<Person> = (0..visitors)
+        .map(|i| Person::generate(&options, i))
+        .collect();
     let mut events = Vec::new();
     for person in &people {
         for request in &person.run.requests {
@@ -131,10 +133,9 @@ fn rows(frame: &Frame) -> Vec<String> {
                 row.push_str(&match &column.values {
                     // parallel sums may differ in the last bits from run to run
                     Values::Numeric(v) => format!("{:.9}", v[i]),
-                    Values::Categorical { levels, codes } => levels
-                        .get(codes[i] as usize)
-                        .cloned()
-                        .unwrap_or_default(),
+                    Values::Categorical { levels, codes } => {
+                        levels.get(codes[i] as usize).cloned().unwrap_or_default()
+                    }
                 });
             }
             row
@@ -192,9 +193,17 @@ async fn features_do_not_see_past_their_cutoff_and_a_leaky_spec_is_caught() {
     let sound_after = features(config()).await;
     let leaky_after = features(leaky).await;
 
-    assert!(sound_before.rows() > 100, "{} customers", sound_before.rows());
+    assert!(
+        sound_before.rows() > 100,
+        "{} customers",
+        sound_before.rows()
+    );
     assert!(sound_before.columns.len() > 20);
-    let names: Vec<&str> = sound_before.columns.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = sound_before
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let (a, b) = (rows(&sound_before), rows(&sound_after));
     if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
         panic!("events after the cut-off changed features as of it:\n{names:?}\n{x}\n{y}");
@@ -225,7 +234,9 @@ async fn a_run_trains_registers_promotes_and_scores_repeatably() {
     assert_eq!(trained.train_cutoffs.len(), 2);
     let overall = &trained.targets[0];
     assert_eq!(overall.target, "converted");
-    let auc = overall.test_auc.expect("both outcomes among test customers");
+    let auc = overall
+        .test_auc
+        .expect("both outcomes among test customers");
     assert!(auc > 0.6, "test AUC {auc}: the model learnt nothing");
     let scored = first.scored.as_ref().expect("the promoted version scores");
     let table = weft_lake::sql::query(
@@ -261,9 +272,18 @@ async fn a_run_trains_registers_promotes_and_scores_repeatably() {
     let v2 = weft_ml::registry::load_dir(&registry.dir("propensity", 2)).unwrap();
     let targets = |f: &weft_ml::ModelFile| serde_json::to_string(&f.targets).unwrap();
     assert_eq!(targets(&v1), targets(&v2));
-    assert!(v1.targets.len() > 1, "per-category models: {:?}", v1.targets.keys());
+    assert!(
+        v1.targets.len() > 1,
+        "per-category models: {:?}",
+        v1.targets.keys()
+    );
     let card = std::fs::read_to_string(registry.dir("propensity", 1).join("card.md")).unwrap();
-    for section in ["ROC AUC", "Lift and gain by decile", "Calibration", "Feature importance"] {
+    for section in [
+        "ROC AUC",
+        "Lift and gain by decile",
+        "Calibration",
+        "Feature importance",
+    ] {
         assert!(card.contains(section), "the card has {section}");
     }
     let versions: BTreeMap<u32, String> = registry
@@ -280,7 +300,9 @@ async fn a_run_trains_registers_promotes_and_scores_repeatably() {
         .unwrap();
     assert_eq!(fourth.scored.unwrap().version, 2);
     assert_eq!(
-        registry.versions("propensity").unwrap()[0].stage.to_string(),
+        registry.versions("propensity").unwrap()[0]
+            .stage
+            .to_string(),
         "archived"
     );
 }

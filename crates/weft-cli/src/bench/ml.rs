@@ -203,12 +203,20 @@ fn bench(args: MlArgs) -> Result<()> {
         .output()
         .context("python3 is needed to run LightGBM and scikit-learn")?;
     let peers: Option<serde_json::Value> = if output.status.success() {
-        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or(""))
-            .ok()
+        serde_json::from_str(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .last()
+                .unwrap_or(""),
+        )
+        .ok()
     } else {
         println!(
             "  peers not run: pip install lightgbm scikit-learn pandas ({})",
-            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
         None
     };
@@ -308,10 +316,19 @@ fn write_csv(path: &Path, frame: &Frame, label: &str) -> Result<()> {
 fn generate(rows: usize, seed: u64) -> (Frame, Vec<f64>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let countries: Vec<String> = (0..20).map(|i| format!("C{i:02}")).collect();
-    let channels = ["direct", "organic", "paid_search", "paid_social", "email", "referral", "display", "affiliate"];
+    let channels = [
+        "direct",
+        "organic",
+        "paid_search",
+        "paid_social",
+        "email",
+        "referral",
+        "display",
+        "affiliate",
+    ];
     let country_effect: Vec<f64> = (0..20).map(|_| rng.random_range(-0.6..0.6)).collect();
     let channel_effect: Vec<f64> = (0..8).map(|_| rng.random_range(-0.8..0.8)).collect();
-    let mut numeric: Vec<Vec<f64>> = vec![Vec::with_capacity(rows); 10];
+    let mut numeric: Vec<Vec<f64>> = (0..10).map(|_| Vec::with_capacity(rows)).collect();
     let mut country = Vec::with_capacity(rows);
     let mut channel = Vec::with_capacity(rows);
     let mut label = Vec::with_capacity(rows);
@@ -324,10 +341,17 @@ fn generate(rows: usize, seed: u64) -> (Frame, Vec<f64>) {
         let x1 = normal(&mut rng);
         let x2: f64 = rng.random();
         let x3 = (1.5 * normal(&mut rng)).exp().floor();
-        let x4 = if rng.random_bool(0.2) { f64::NAN } else { normal(&mut rng) };
+        let x4 = if rng.random_bool(0.2) {
+            f64::NAN
+        } else {
+            normal(&mut rng)
+        };
         let c = (rng.random::<f64>().powi(2) * 20.0) as usize;
         let h = rng.random_range(0..8);
-        let logit = -2.6 + 0.8 * x1 + 1.2 * (3.0 * x2).sin() + 0.5 * x3.ln_1p()
+        let logit = -2.6
+            + 0.8 * x1
+            + 1.2 * (3.0 * x2).sin()
+            + 0.5 * x3.ln_1p()
             + if x4.is_nan() { 0.4 } else { 0.6 * x4.max(0.0) }
             + 0.5 * x1 * x2
             + country_effect[c]

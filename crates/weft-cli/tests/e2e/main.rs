@@ -4,6 +4,7 @@ mod collector;
 mod crash;
 mod identity;
 mod loader_crash;
+mod ml;
 mod simulate;
 
 use std::io::{BufRead, BufReader, Read, Write};
