@@ -109,6 +109,10 @@ impl Pipeline {
         let identity_every = (config.identity.interval_secs > 0
             && !config.identity.sources.is_empty())
         .then(|| std::time::Duration::from_secs(config.identity.interval_secs));
+        // and the propensity model follows them, at most once per its interval
+        let ml_config = config.clone();
+        let ml_every = (config.ml.enabled && config.ml.interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.ml.interval_secs));
         let maintenance_every = (config.maintenance.interval_secs > 0)
             .then(|| std::time::Duration::from_secs(config.maintenance.interval_secs));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -116,6 +120,8 @@ impl Pipeline {
             let mut maintained = tokio::time::Instant::now();
             let mut resolved: Option<tokio::time::Instant> = None;
             let mut identity_pending = true;
+            let mut scored: Option<tokio::time::Instant> = None;
+            let mut ml_pending = true;
             // at start, events loaded before may not be modelled yet
             let mut model_pending = true;
             loop {
@@ -139,6 +145,7 @@ impl Pipeline {
                         Ok(report) => {
                             model_pending = false;
                             identity_pending |= report.new_events > 0;
+                            ml_pending |= report.new_events > 0;
                         }
                         Err(error) => {
                             tracing::warn!(error = %error, "modelling failed; retrying at the next interval");
@@ -154,6 +161,24 @@ impl Pipeline {
                         Ok(_) => identity_pending = false,
                         Err(error) => {
                             tracing::warn!(error = %error, "identity resolution failed; retrying at the next interval");
+                        }
+                    }
+                }
+                if let Some(every) = ml_every
+                    && ml_pending
+                    && !model_pending
+                    && scored.is_none_or(|at| at.elapsed() >= every)
+                {
+                    scored = Some(tokio::time::Instant::now());
+                    match crate::run::run_ml(&ml_config, false).await {
+                        Ok(report) => {
+                            ml_pending = false;
+                            for note in report.notes {
+                                tracing::info!(note, "propensity");
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "the propensity run failed; retrying at the next interval");
                         }
                     }
                 }

@@ -327,6 +327,9 @@ pub struct MlConfig {
     pub seed: u64,
     /// Days after which the production model is retrained.
     pub retrain_days: u32,
+    /// While `weft serve` runs: seconds between propensity runs (training
+    /// when due, then scoring) after new events were modelled (0: only `weft run ml`).
+    pub interval_secs: u64,
     /// Which new versions are promoted without `weft ml promote`: `never`,
     /// `first` (only when there is no production version) or `better` (also
     /// when its held-out AUC beats the production version's).
@@ -350,6 +353,7 @@ impl Default for MlConfig {
             time_budget_secs: 60,
             seed: 42,
             retrain_days: 7,
+            interval_secs: 3600,
             promote: "first".to_owned(),
         }
     }
