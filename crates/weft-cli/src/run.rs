@@ -87,8 +87,12 @@ pub async fn run_ml(config: &Config, force_train: bool) -> Result<weft_propensit
     .await
     {
         Ok(report) => Ok(report),
-        Err(weft_propensity::PropensityError::Missing(why)) => Ok(weft_propensity::MlReport {
-            notes: vec![why],
+        // too little history, or rows the trainer cannot learn from yet (one outcome only)
+        Err(
+            weft_propensity::PropensityError::Missing(why)
+            | weft_propensity::PropensityError::Ml(weft_ml::MlError::Input(why)),
+        ) => Ok(weft_propensity::MlReport {
+            notes: vec![format!("no model yet: {why}")],
             ..Default::default()
         }),
         Err(weft_propensity::PropensityError::Config(why)) => Err(UsageError(why).into()),

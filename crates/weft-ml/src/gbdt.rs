@@ -103,28 +103,43 @@ pub struct Node {
 }
 
 impl Tree {
+    /// The child a row goes to from node `at`. Numeric nodes compare without
+    /// a branch (a missing value goes left only where the node says so), so
+    /// the CPU can walk several rows at once.
+    #[inline(always)]
+    fn step(&self, at: i32, row: &[f32]) -> i32 {
+        let node = &self.nodes[at as usize];
+        let value = row[node.feature as usize];
+        let left = if node.cat_words == 0 {
+            (value <= node.threshold) | (value.is_nan() & node.missing_left)
+        } else if value.is_nan() {
+            node.missing_left
+        } else {
+            let level = value as usize;
+            let word = level / 64;
+            word < node.cat_words as usize
+                && self.cat_bits[node.cat_start as usize + word] >> (level % 64) & 1 == 1
+        };
+        if left { node.left } else { node.right }
+    }
+
+    /// The leaves of four rows, walked side by side.
     #[inline]
-    fn leaf_of(&self, row: &[f32]) -> usize {
+    fn leaves_of(&self, rows: [&[f32]; 4]) -> [usize; 4] {
         if self.nodes.is_empty() {
-            return 0;
+            return [0; 4];
         }
-        let mut at = 0i32;
+        let mut at = [0i32; 4];
         loop {
-            let node = &self.nodes[at as usize];
-            let value = row[node.feature as usize];
-            let left = if value.is_nan() {
-                node.missing_left
-            } else if node.cat_words == 0 {
-                value <= node.threshold
-            } else {
-                let level = value as usize;
-                let word = level / 64;
-                word < node.cat_words as usize
-                    && self.cat_bits[node.cat_start as usize + word] >> (level % 64) & 1 == 1
-            };
-            at = if left { node.left } else { node.right };
-            if at < 0 {
-                return !at as usize;
+            let mut walking = false;
+            for (k, node) in at.iter_mut().enumerate() {
+                if *node >= 0 {
+                    *node = self.step(*node, rows[k]);
+                    walking = true;
+                }
+            }
+            if !walking {
+                return at.map(|a| !a as usize);
             }
         }
     }
@@ -142,8 +157,17 @@ impl Gbdt {
                     for (block_start, block) in part.chunks_mut(256).enumerate() {
                         let first = c * chunk + block_start * 256;
                         for tree in &self.trees {
-                            for (k, margin) in block.iter_mut().enumerate() {
-                                *margin += tree.leaves[tree.leaf_of(matrix.row(first + k))];
+                            for (q, quad) in block.chunks_mut(4).enumerate() {
+                                let row = |k: usize| {
+                                    matrix.row(
+                                        (first + q * 4 + k.min(quad.len() - 1))
+                                            .min(matrix.rows - 1),
+                                    )
+                                };
+                                let leaves = tree.leaves_of([row(0), row(1), row(2), row(3)]);
+                                for (margin, leaf) in quad.iter_mut().zip(leaves) {
+                                    *margin += tree.leaves[leaf];
+                                }
                             }
                         }
                     }
@@ -216,6 +240,8 @@ struct TrainNode {
 /// What the learner reads: binned features, their offsets in a histogram, the labels.
 struct Problem<'a> {
     binned: &'a Binned,
+    /// The same bins row by row: `rows[r * features + f]`.
+    rows: Vec<u8>,
     offsets: Vec<usize>,
     categorical: Vec<bool>,
     params: &'a GbdtParams,
@@ -226,47 +252,54 @@ impl Problem<'_> {
         *self.offsets.last().unwrap_or(&0)
     }
 
-    /// The histogram of the rows, features spread over threads.
+    /// The histogram of the rows, rows spread over threads. Rows are read
+    /// one after another with all their bins side by side (one cache line a
+    /// row, whatever the leaf), each thread into its own histogram.
     fn histogram(&self, rows: &[u32], grad: &[(f64, f64)], features: &[bool]) -> Vec<BinStat> {
-        let mut hist = vec![BinStat::default(); self.hist_len()];
         let n_features = self.offsets.len() - 1;
         let threads = if rows.len() * n_features > 200_000 {
             self.params.threads.max(1)
         } else {
             1
         };
-        let per_thread = n_features.div_ceil(threads);
-        std::thread::scope(|scope| {
-            let mut rest: &mut [BinStat] = &mut hist;
-            let mut consumed = 0;
-            for t in 0..threads {
-                let first = t * per_thread;
-                let last = ((t + 1) * per_thread).min(n_features);
-                if first >= last {
-                    break;
+        let active: Vec<(usize, usize)> = (0..n_features)
+            .filter(|f| features[*f])
+            .map(|f| (f, self.offsets[f]))
+            .collect();
+        let one = |part: &[u32]| {
+            let mut hist = vec![BinStat::default(); self.hist_len()];
+            for &r in part {
+                let (g, h) = grad[r as usize];
+                let bins = &self.rows[r as usize * n_features..(r as usize + 1) * n_features];
+                for &(f, offset) in &active {
+                    let stat = &mut hist[offset + bins[f] as usize];
+                    stat.g += g;
+                    stat.h += h;
+                    stat.n += 1;
                 }
-                let (mine, tail) = rest.split_at_mut(self.offsets[last] - consumed);
-                consumed = self.offsets[last];
-                rest = tail;
-                scope.spawn(move || {
-                    for f in first..last {
-                        if !features[f] {
-                            continue;
-                        }
-                        let base = self.offsets[f] - self.offsets[first];
-                        let bins = &self.binned.columns[f];
-                        let slot = &mut mine[base..base + self.offsets[f + 1] - self.offsets[f]];
-                        for &r in rows {
-                            let (g, h) = grad[r as usize];
-                            let stat = &mut slot[bins[r as usize] as usize];
-                            stat.g += g;
-                            stat.h += h;
-                            stat.n += 1;
-                        }
-                    }
-                });
             }
+            hist
+        };
+        if threads == 1 {
+            return one(rows);
+        }
+        let parts: Vec<Vec<BinStat>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(rows.len().div_ceil(threads))
+                .map(|part| scope.spawn(move || one(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a histogram thread does not panic"))
+                .collect()
         });
+        let mut parts = parts.into_iter();
+        let mut hist = parts.next().unwrap_or_default();
+        for part in parts {
+            for (total, stat) in hist.iter_mut().zip(&part) {
+                total.add(stat);
+            }
+        }
         hist
     }
 
@@ -431,8 +464,16 @@ pub fn train(
         .iter()
         .map(|m| matches!(m, BinMapper::Categorical { .. }))
         .collect();
+    let n_features = binner.mappers.len();
+    let mut rows = vec![0u8; n * n_features];
+    for (f, column) in binned.columns.iter().enumerate() {
+        for (r, bin) in column.iter().enumerate() {
+            rows[r * n_features + f] = *bin;
+        }
+    }
     let problem = Problem {
         binned,
+        rows,
         offsets,
         categorical,
         params,
@@ -457,7 +498,6 @@ pub fn train(
     let mut gains: Vec<Vec<(usize, f64)>> = Vec::new();
     let mut best = (f64::INFINITY, 0usize);
     let mut rng = params.seed.max(1);
-    let n_features = binner.mappers.len();
     for round in 0..params.max_rounds {
         for (i, (g, h)) in grad.iter_mut().enumerate() {
             let p = sigmoid(margin[i]);

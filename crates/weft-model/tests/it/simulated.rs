@@ -49,7 +49,8 @@ pub fn simulate(visitors: u64) -> Simulated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_random_chunks_model_as_one_rebuild_and_match_the_truth() {
-    let Simulated { mut events, people } = simulate(40);
+    // enough visitors that some cookies are seen before they log in (restitching)
+    let Simulated { mut events, people } = simulate(60);
     events.shuffle(&mut StdRng::seed_from_u64(7));
     let mut setup = Setup::new();
     let chunk = events.len().div_ceil(10);
