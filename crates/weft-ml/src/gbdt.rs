@@ -853,6 +853,19 @@ mod tests {
             .count();
         assert_eq!(wrong, 0);
         assert!(model.importance.iter().all(|g| *g > 0.0));
+        // rows that do not fill a group of four, alone or after a thread's share, score the same
+        for rows in [1, 3, 4099, 4103] {
+            let part = Matrix {
+                rows,
+                cols: matrix.cols,
+                data: matrix.data[..rows * matrix.cols].to_vec(),
+            };
+            assert_eq!(
+                model.predict_margin(&part, 2),
+                margins[..rows],
+                "{rows} rows"
+            );
+        }
     }
 
     #[test]
