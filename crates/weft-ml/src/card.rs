@@ -213,7 +213,7 @@ impl Card {
     }
 }
 
-/// Settings that differ from nothing in particular, on one line.
+/// Settings (those that differ from the learner's defaults) on one line.
 fn compact(params: &serde_json::Value) -> String {
     params
         .as_object()
