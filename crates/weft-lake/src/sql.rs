@@ -76,3 +76,56 @@ pub fn write_json(batches: &[RecordBatch], out: &mut impl std::io::Write) -> Res
     writer.finish()?;
     Ok(())
 }
+
+/// Whether the session has `schema.table` (a schema with no table yet is not registered at all).
+pub fn has_table(context: &SessionContext, name: &str) -> bool {
+    context.table_exist(name).unwrap_or(false)
+}
+
+/// `COLUMN.KEY` of a self-describing column of `atomic.events` and a key of
+/// its data, checked so both can be written into SQL.
+pub fn self_describing_path(path: &str) -> std::result::Result<(&str, &str), String> {
+    let (column, key) = path
+        .split_once('.')
+        .ok_or_else(|| format!("{path:?} is not COLUMN.KEY"))?;
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !word(column) || !word(key) {
+        return Err(format!(
+            "{path:?}: column and key are letters, digits and _"
+        ));
+    }
+    if !(column.starts_with("contexts_") || column.starts_with("unstruct_event_")) {
+        return Err(format!(
+            "{path:?}: the column is a self-describing one, contexts_… or unstruct_event_…"
+        ));
+    }
+    Ok((column, key))
+}
+
+/// SQL reading `key` of a checked self-describing column (`column` may carry
+/// a table alias) with a `json_get_*` function: a context column holds a
+/// list of entities, of which the first is read.
+pub fn json_key(function: &str, column: &str, key: &str) -> String {
+    let name = column.rsplit('.').next().unwrap_or(column);
+    if name.starts_with("contexts_") {
+        format!("{function}({column}, 0, '{key}')")
+    } else {
+        format!("{function}({column}, '{key}')")
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn email_paths_are_checked_before_they_reach_sql() {
+        assert_eq!(
+            self_describing_path("contexts_com_acme_user_1.email"),
+            Ok(("contexts_com_acme_user_1", "email"))
+        );
+        assert!(self_describing_path("contexts_x_1").is_err());
+        assert!(self_describing_path("contexts_x_1.email'); DROP").is_err());
+        assert!(self_describing_path("user_id.email").is_err());
+    }
+}

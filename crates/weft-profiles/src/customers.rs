@@ -284,7 +284,7 @@ pub async fn web_rollups(
     cookie_customers: &[(String, String)],
 ) -> Result<HashMap<String, WebRollup>> {
     let mut out: HashMap<String, WebRollup> = HashMap::new();
-    if cookie_customers.is_empty() || !crate::has_table(context, "derived.sessions") {
+    if cookie_customers.is_empty() || !weft_lake::sql::has_table(context, "derived.sessions") {
         return Ok(out);
     }
     let schema = Arc::new(Schema::new(vec![
@@ -352,7 +352,7 @@ pub async fn web_rollups(
             rollup.last_channel = string(&last_channel, row);
         }
     }
-    if crate::has_table(context, "derived.conversions") {
+    if weft_lake::sql::has_table(context, "derived.conversions") {
         let conversions = context
             .sql(
                 "SELECT k.customer_id, count(*) AS conversions, \
@@ -552,7 +552,7 @@ pub async fn next_version(
         .collect();
     let mut unchanged: BTreeSet<String> = BTreeSet::new();
     let mut batches = Vec::new();
-    if crate::has_table(context, "profiles.customers") {
+    if weft_lake::sql::has_table(context, "profiles.customers") {
         let old = crate::query(context, "SELECT * FROM profiles.customers").await?;
         for batch in old {
             let batch = conform(&batch)?;

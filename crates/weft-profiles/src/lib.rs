@@ -56,14 +56,6 @@ impl From<deltalake::arrow::error::ArrowError> for ProfilesError {
 
 pub type Result<T, E = ProfilesError> = std::result::Result<T, E>;
 
-/// Whether the session has `schema.table` (a schema with no table yet is not registered at all).
-pub(crate) fn has_table(
-    context: &deltalake::datafusion::prelude::SessionContext,
-    name: &str,
-) -> bool {
-    context.table_exist(name).unwrap_or(false)
-}
-
 /// A query's rows in the run's session (one per run: opening one loads every table's log).
 pub(crate) async fn query(
     context: &deltalake::datafusion::prelude::SessionContext,

@@ -18,7 +18,7 @@ use crate::web::WEB_SOURCE;
 /// Every record of the previous run and its customer id.
 pub async fn previous(context: &SessionContext) -> Result<HashMap<RecordKey, String>> {
     let mut map = HashMap::new();
-    if !crate::has_table(context, "identity.person_map") {
+    if !weft_lake::sql::has_table(context, "identity.person_map") {
         return Ok(map);
     }
     let batches = crate::query(

@@ -85,7 +85,7 @@ pub fn check_config(config: &IdentityConfig) -> Result<(), String> {
         }
     }
     for (i, path) in config.web.emails.iter().enumerate() {
-        web::parse_email_path(path)
+        weft_lake::sql::self_describing_path(path)
             .map_err(|e| format!("invalid config key identity.web.emails[{i}]: {e}"))?;
     }
     for (attribute, rule) in &config.survivorship {

@@ -17,25 +17,6 @@ use crate::{ProfilesError, Result};
 /// The source name of web identities.
 pub const WEB_SOURCE: &str = "web";
 
-/// `COLUMN.KEY` of `identity.web.emails`, checked so it can be written into SQL.
-pub fn parse_email_path(path: &str) -> Result<(&str, &str), String> {
-    let (column, key) = path
-        .split_once('.')
-        .ok_or_else(|| format!("{path:?} is not COLUMN.KEY"))?;
-    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !word(column) || !word(key) {
-        return Err(format!(
-            "{path:?}: column and key are letters, digits and _"
-        ));
-    }
-    if !(column.starts_with("contexts_") || column.starts_with("unstruct_event_")) {
-        return Err(format!(
-            "{path:?}: the column is a self-describing one, contexts_… or unstruct_event_…"
-        ));
-    }
-    Ok((column, key))
-}
-
 #[derive(Default)]
 struct Cookie {
     user_id: Option<(i64, String)>,
@@ -60,7 +41,7 @@ pub async fn records(
         return Ok(Vec::new());
     }
     let mut cookies: BTreeMap<String, Cookie> = BTreeMap::new();
-    if crate::has_table(context, "derived.user_mapping") {
+    if weft_lake::sql::has_table(context, "derived.user_mapping") {
         let batches = crate::query(
             context,
             "SELECT domain_userid, user_id, last_seen_tstamp AS seen FROM derived.user_mapping",
@@ -70,19 +51,16 @@ pub async fn records(
             Cookie::seen(&mut cookies.entry(cookie).or_default().user_id, at, user_id);
         }
     }
-    if crate::has_table(context, "atomic.events") && !config.emails.is_empty() {
+    if weft_lake::sql::has_table(context, "atomic.events") && !config.emails.is_empty() {
         let events = context.table("atomic.events").await?;
         let known = events.schema().as_arrow().clone();
         for path in &config.emails {
-            let (column, key) = parse_email_path(path).map_err(ProfilesError::Config)?;
+            let (column, key) =
+                weft_lake::sql::self_describing_path(path).map_err(ProfilesError::Config)?;
             if known.field_with_name(column).is_err() {
                 continue; // no event has carried that entity yet
             }
-            let value = if column.starts_with("contexts_") {
-                format!("json_get_str({column}, 0, '{key}')")
-            } else {
-                format!("json_get_str({column}, '{key}')")
-            };
+            let value = weft_lake::sql::json_key("json_get_str", column, key);
             let sql = format!(
                 "SELECT domain_userid, email, max(derived_tstamp) AS seen FROM \
                    (SELECT domain_userid, {value} AS email, derived_tstamp FROM atomic.events \
@@ -144,20 +122,4 @@ fn triples(batches: &[RecordBatch]) -> Result<Vec<(String, String, i64)>> {
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_paths_are_checked_before_they_reach_sql() {
-        assert_eq!(
-            parse_email_path("contexts_com_acme_user_1.email"),
-            Ok(("contexts_com_acme_user_1", "email"))
-        );
-        assert!(parse_email_path("contexts_x_1").is_err());
-        assert!(parse_email_path("contexts_x_1.email'); DROP").is_err());
-        assert!(parse_email_path("user_id.email").is_err());
-    }
 }

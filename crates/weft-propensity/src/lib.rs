@@ -57,11 +57,3 @@ impl From<deltalake::arrow::error::ArrowError> for PropensityError {
 }
 
 pub type Result<T, E = PropensityError> = std::result::Result<T, E>;
-
-/// Whether the session has `schema.table`.
-pub(crate) fn has_table(
-    context: &deltalake::datafusion::prelude::SessionContext,
-    name: &str,
-) -> bool {
-    context.table_exist(name).unwrap_or(false)
-}

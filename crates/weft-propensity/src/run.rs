@@ -153,7 +153,7 @@ fn train_options(config: &MlConfig) -> Result<TrainOptions> {
 
 /// The day after the latest event, at midnight UTC.
 async fn now(context: &SessionContext) -> Result<DateTime<Utc>> {
-    if !crate::has_table(context, "atomic.events") {
+    if !weft_lake::sql::has_table(context, "atomic.events") {
         return Err(PropensityError::Missing(
             "atomic.events does not exist yet: load events first (weft run)".into(),
         ));

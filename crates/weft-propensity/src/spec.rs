@@ -12,6 +12,7 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use weft_core::config::MlConfig;
+use weft_lake::sql::{json_key, self_describing_path};
 
 use crate::{PropensityError, Result};
 
@@ -47,7 +48,8 @@ impl FeatureSpec {
         };
         for (key, path) in config.category_events.iter().chain(&config.flags) {
             check_word(key).map_err(|e| PropensityError::Config(format!("ml: {e}")))?;
-            parse_path(path).map_err(|e| PropensityError::Config(format!("ml.{key}: {e}")))?;
+            self_describing_path(path)
+                .map_err(|e| PropensityError::Config(format!("ml.{key}: {e}")))?;
         }
         Ok(Self {
             sql,
@@ -64,7 +66,7 @@ impl FeatureSpec {
         let mut aggregates = String::new();
         let mut columns = String::new();
         for (prefix, path) in &self.category_events {
-            let (column, key) = parse_path(path).map_err(PropensityError::Config)?;
+            let (column, key) = self_describing_path(path).map_err(PropensityError::Config)?;
             // the events in every category, then per category
             if has(column) {
                 aggregates.push_str(&format!(",\n    count(e.{column}) AS {prefix}"));
@@ -86,11 +88,11 @@ impl FeatureSpec {
             }
         }
         for (name, path) in &self.flags {
-            let (column, key) = parse_path(path).map_err(PropensityError::Config)?;
+            let (column, key) = self_describing_path(path).map_err(PropensityError::Config)?;
             if has(column) {
                 aggregates.push_str(&format!(
                     ",\n    coalesce(bool_or({}), false) AS {name}",
-                    json_value(column, key, "json_get_bool")
+                    json_key("json_get_bool", &format!("e.{column}"), key)
                 ));
                 columns.push_str(&format!(",\n  coalesce(a.{name}, false) AS {name}"));
             } else {
@@ -138,37 +140,10 @@ fn check_word(word: &str) -> Result<(), String> {
     }
 }
 
-/// `COLUMN.KEY` of a self-describing column, checked so it can be written into SQL.
-pub fn parse_path(path: &str) -> Result<(&str, &str), String> {
-    let (column, key) = path
-        .split_once('.')
-        .ok_or_else(|| format!("{path:?} is not COLUMN.KEY"))?;
-    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !word(column) || !word(key) {
-        return Err(format!(
-            "{path:?}: column and key are letters, digits and _"
-        ));
-    }
-    if !(column.starts_with("contexts_") || column.starts_with("unstruct_event_")) {
-        return Err(format!(
-            "{path:?}: the column is a self-describing one, contexts_… or unstruct_event_…"
-        ));
-    }
-    Ok((column, key))
-}
-
-fn json_value(column: &str, key: &str, function: &str) -> String {
-    if column.starts_with("contexts_") {
-        format!("{function}(e.{column}, 0, '{key}')")
-    } else {
-        format!("{function}(e.{column}, '{key}')")
-    }
-}
-
 fn json_equals(column: &str, key: &str, value: &str) -> String {
     format!(
         "{} = '{}'",
-        json_value(column, key, "json_get_str"),
+        json_key("json_get_str", &format!("e.{column}"), key),
         value.replace('\'', "''")
     )
 }
@@ -181,7 +156,7 @@ pub async fn register_as_of(context: &SessionContext, cutoff: DateTime<Utc>) -> 
     );
     for (name, table, column) in AS_OF {
         context.deregister_table(name)?;
-        if !crate::has_table(context, table) {
+        if !weft_lake::sql::has_table(context, table) {
             return Err(PropensityError::Missing(format!(
                 "{table} does not exist yet: load events and run the model first (weft run)"
             )));
@@ -206,7 +181,7 @@ pub async fn register_as_of(context: &SessionContext, cutoff: DateTime<Utc>) -> 
 /// customer from identity resolution; a cookie it does not know is a visitor
 /// of its own (its stitched user id when there is no identity stage).
 pub async fn register_customers(context: &SessionContext) -> Result<()> {
-    let sql = if crate::has_table(context, "identity.person_map") {
+    let sql = if weft_lake::sql::has_table(context, "identity.person_map") {
         "WITH mapped AS (
            SELECT value AS domain_userid, min(customer_id) AS customer_id
            FROM identity.person_map WHERE kind = 'domain_userid' GROUP BY value
@@ -219,7 +194,7 @@ pub async fn register_customers(context: &SessionContext) -> Result<()> {
            stitched_user_id IS NOT NULL AND stitched_user_id <> domain_userid AS identified
          FROM derived.users"
     };
-    if !crate::has_table(context, "derived.users") {
+    if !weft_lake::sql::has_table(context, "derived.users") {
         return Err(PropensityError::Missing(
             "derived.users does not exist yet: load events and run the model first (weft run)"
                 .into(),
