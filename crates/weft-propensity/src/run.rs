@@ -96,13 +96,22 @@ pub async fn run(
     let options = train_options(config)?;
     let context = weft_lake::sql::session(lake).await?;
     spec::register_customers(&context).await?;
-    let as_of = now(&context).await?;
+    let (first, as_of) = event_span(&context).await?;
     let mut report = MlReport::default();
     let versions = registry.versions(&config.name)?;
     let due = force_train || training_due(registry, &config.name, &versions, as_of, config)?;
     if due {
         let spec = FeatureSpec::from_config(config, heartbeat_secs)?;
-        let trained = train(lake, &context, registry, config, spec, as_of, options).await?;
+        let trained = train(
+            lake,
+            &context,
+            registry,
+            config,
+            spec,
+            (first, as_of),
+            options,
+        )
+        .await?;
         report.trained = Some(trained);
     } else {
         report
@@ -151,28 +160,36 @@ fn train_options(config: &MlConfig) -> Result<TrainOptions> {
     })
 }
 
-/// The day after the latest event, at midnight UTC.
-async fn now(context: &SessionContext) -> Result<DateTime<Utc>> {
+/// When the lake's events begin, and "now": the day after the latest event, at midnight UTC.
+async fn event_span(context: &SessionContext) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     if !weft_lake::sql::has_table(context, "atomic.events") {
         return Err(PropensityError::Missing(
             "atomic.events does not exist yet: load events first (weft run)".into(),
         ));
     }
     let batches = context
-        .sql("SELECT CAST(max(derived_tstamp) AS BIGINT) FROM atomic.events")
+        .sql(
+            "SELECT CAST(min(derived_tstamp) AS BIGINT), CAST(max(derived_tstamp) AS BIGINT) \
+             FROM atomic.events",
+        )
         .await?
         .collect()
         .await?;
-    let latest = batches
-        .first()
-        .and_then(|b| {
-            let column = b.column(0).as_any().downcast_ref::<Int64Array>()?;
+    let micros = |i: usize| {
+        batches.first().and_then(|b| {
+            let column = b.column(i).as_any().downcast_ref::<Int64Array>()?;
             (!deltalake::arrow::array::Array::is_null(column, 0)).then(|| column.value(0))
         })
-        .ok_or_else(|| PropensityError::Missing("atomic.events holds no events yet".into()))?;
+    };
+    let (Some(first), Some(latest)) = (micros(0), micros(1)) else {
+        return Err(PropensityError::Missing(
+            "atomic.events holds no events yet".into(),
+        ));
+    };
+    let first = DateTime::from_timestamp_micros(first).unwrap_or_default();
     let latest = DateTime::from_timestamp_micros(latest).unwrap_or_default();
     let day = latest.duration_trunc(Duration::days(1)).unwrap_or(latest);
-    Ok(day + Duration::days(1))
+    Ok((first, day + Duration::days(1)))
 }
 
 fn training_due(
@@ -193,15 +210,10 @@ fn training_due(
     Ok(trained_as_of.is_none_or(|t| as_of - t >= Duration::days(i64::from(config.retrain_days))))
 }
 
-/// Which half of the validation customers a customer is in: test when true.
+/// Which half of the validation customers a customer is in: test when true
+/// (a hash stable across runs and builds).
 fn is_test(customer: &str) -> bool {
-    // FNV-1a: stable across runs and builds
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in customer.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash % 2 == 1
+    weft_identity::stable::fnv1a(&[customer], 0) % 2 == 1
 }
 
 async fn train(
@@ -210,13 +222,12 @@ async fn train(
     registry: &Registry,
     config: &MlConfig,
     mut spec: FeatureSpec,
-    as_of: DateTime<Utc>,
+    (first, as_of): (DateTime<Utc>, DateTime<Utc>),
     options: TrainOptions,
 ) -> Result<TrainReport> {
     let started = Instant::now();
     let window = Duration::days(i64::from(config.prediction_days));
     let valid_cutoff = as_of - window;
-    let first = first_event(context).await?;
     let train_cutoffs: Vec<DateTime<Utc>> = (0..config.training_cutoffs)
         .map(|k| valid_cutoff - window - Duration::days(i64::from(k * config.step_days)))
         .filter(|c| *c > first + Duration::days(1))
@@ -387,24 +398,6 @@ async fn train(
     })
 }
 
-async fn first_event(context: &SessionContext) -> Result<DateTime<Utc>> {
-    let batches = context
-        .sql("SELECT CAST(min(derived_tstamp) AS BIGINT) FROM atomic.events")
-        .await?
-        .collect()
-        .await?;
-    let micros = batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|c| c.value(0))
-        })
-        .unwrap_or_default();
-    Ok(DateTime::from_timestamp_micros(micros).unwrap_or_default())
-}
-
 /// The Delta version of each table the features read, for the model card.
 async fn table_versions(lake: &Lake) -> serde_json::Value {
     let mut out = serde_json::Map::new();
@@ -543,7 +536,7 @@ pub async fn features_at(
 ) -> Result<(Frame, BTreeMap<String, Vec<bool>>, DateTime<Utc>)> {
     let context = weft_lake::sql::session(lake).await?;
     spec::register_customers(&context).await?;
-    let as_of = now(&context).await?;
+    let (_, as_of) = event_span(&context).await?;
     let window = Duration::days(i64::from(config.prediction_days));
     let cutoff = cutoff.unwrap_or(as_of - window);
     let mut spec = FeatureSpec::from_config(config, heartbeat_secs)?;

@@ -200,19 +200,13 @@ pub async fn register_customers(context: &SessionContext) -> Result<()> {
                 .into(),
         ));
     }
-    let batches: Vec<RecordBatch> = context.sql(sql).await?.collect().await?;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(deltalake::arrow::datatypes::Schema::empty()));
+    // computed once per run, read by every cut-off's queries
+    let frame = context.sql(sql).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches: Vec<RecordBatch> = frame.collect().await?;
     context.deregister_table("cookie_customers")?;
-    if batches.is_empty() {
-        let empty = context.sql(sql).await?.into_view();
-        context.register_table("cookie_customers", empty)?;
-    } else {
-        let table = MemTable::try_new(schema, vec![batches])?;
-        context.register_table("cookie_customers", Arc::new(table))?;
-    }
+    let table = MemTable::try_new(schema, vec![batches])?;
+    context.register_table("cookie_customers", Arc::new(table))?;
     Ok(())
 }
 
