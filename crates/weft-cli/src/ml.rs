@@ -400,15 +400,7 @@ async fn features(config: &Config, args: FeaturesArgs) -> Result<()> {
     for (row, id) in ids.iter().enumerate() {
         let mut record = vec![id.clone()];
         for column in &frame.columns {
-            record.push(match &column.values {
-                weft_ml::Values::Numeric(v) if !v[row].is_nan() => v[row].to_string(),
-                weft_ml::Values::Categorical { levels, codes }
-                    if codes[row] != weft_ml::frame::MISSING_CODE =>
-                {
-                    levels[codes[row] as usize].clone()
-                }
-                _ => String::new(),
-            });
+            record.push(column.text(row).unwrap_or_default());
         }
         record.extend(labels.values().map(|l| u8::from(l[row]).to_string()));
         out.write_record(&record)?;

@@ -64,6 +64,16 @@ impl Column {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A row's value as a CSV would hold it; `None` when missing.
+    pub fn text(&self, row: usize) -> Option<String> {
+        match &self.values {
+            Values::Numeric(v) => (!v[row].is_nan()).then(|| v[row].to_string()),
+            Values::Categorical { levels, codes } => {
+                (codes[row] != MISSING_CODE).then(|| levels[codes[row] as usize].clone())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,7 +171,7 @@ impl Frame {
                 } else {
                     let values: Vec<Option<String>> = frames
                         .iter()
-                        .flat_map(|f| text_values(&f.columns[j].values))
+                        .flat_map(|f| (0..f.rows()).map(|row| f.columns[j].text(row)))
                         .collect();
                     Column::categorical(names[j], &values)
                 }
@@ -266,19 +276,6 @@ impl Frame {
             columns,
             label,
         })
-    }
-}
-
-fn text_values(values: &Values) -> Vec<Option<String>> {
-    match values {
-        Values::Numeric(v) => v
-            .iter()
-            .map(|x| (!x.is_nan()).then(|| x.to_string()))
-            .collect(),
-        Values::Categorical { levels, codes } => codes
-            .iter()
-            .map(|c| (*c != MISSING_CODE).then(|| levels[*c as usize].clone()))
-            .collect(),
     }
 }
 

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::gbdt::sigmoid;
 use crate::schema::{FeatureKind, FeatureSchema, Matrix};
 
 /// Most one-hot columns per categorical feature.
@@ -340,10 +341,6 @@ fn lbfgs(
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 #[cfg(test)]

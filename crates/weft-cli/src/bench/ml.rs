@@ -290,16 +290,8 @@ fn write_csv(path: &Path, frame: &Frame, label: &str) -> Result<()> {
     for row in 0..frame.rows() {
         line.clear();
         for column in &frame.columns {
-            match &column.values {
-                weft_ml::Values::Numeric(values) if !values[row].is_nan() => {
-                    line.push_str(&values[row].to_string());
-                }
-                weft_ml::Values::Categorical { levels, codes }
-                    if codes[row] != weft_ml::frame::MISSING_CODE =>
-                {
-                    line.push_str(&levels[codes[row] as usize]);
-                }
-                _ => {}
+            if let Some(text) = column.text(row) {
+                line.push_str(&text);
             }
             line.push(',');
         }
