@@ -511,20 +511,19 @@ pub async fn evaluate_simulated(
         let row = row?;
         p_convert.insert(row[0].to_owned(), row[at].parse().unwrap_or(0.0));
     }
-    // a customer's person: that of its first cookie the truth knows
+    // a customer's person: that of its first cookie the truth knows (each
+    // cookie is a record of the `web` source in the person map)
     let mut cookies: HashMap<String, Vec<String>> = HashMap::new();
-    if let Ok(batches) = weft_lake::sql::query(
-        lake,
-        "SELECT customer_id, value FROM identity.person_map WHERE kind = 'domain_userid' ORDER BY value",
-    )
-    .await
-    {
-        let mut csv_text = Vec::new();
-        weft_lake::sql::write_csv(&batches, &mut csv_text)?;
-        for row in csv::Reader::from_reader(csv_text.as_slice()).records() {
-            let row = row?;
-            cookies.entry(row[0].to_owned()).or_default().push(row[1].to_owned());
-        }
+    let context = weft_lake::sql::session(lake).await?;
+    let mut web: Vec<(String, String)> = weft_profiles::person_map::previous(&context)
+        .await?
+        .into_iter()
+        .filter(|((source, _), _)| source == weft_profiles::web::WEB_SOURCE)
+        .map(|((_, cookie), customer)| (customer, cookie))
+        .collect();
+    web.sort();
+    for (customer, cookie) in web {
+        cookies.entry(customer).or_default().push(cookie);
     }
     let (mut model, mut oracle, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for (id, score, label) in &trained.test_scores {
