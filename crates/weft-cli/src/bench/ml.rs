@@ -287,7 +287,7 @@ fn write_csv(path: &Path, frame: &Frame, label: &str) -> Result<()> {
     writeln!(out, "{}", header.join(","))?;
     let labels = frame.label.as_deref().unwrap_or(&[]);
     let mut line = String::new();
-    for row in 0..frame.rows() {
+    for (row, positive) in labels.iter().enumerate() {
         line.clear();
         for column in &frame.columns {
             if let Some(text) = column.text(row) {
@@ -295,7 +295,7 @@ fn write_csv(path: &Path, frame: &Frame, label: &str) -> Result<()> {
             }
             line.push(',');
         }
-        line.push(if labels[row] { '1' } else { '0' });
+        line.push(if *positive { '1' } else { '0' });
         writeln!(out, "{line}")?;
     }
     out.flush()?;
