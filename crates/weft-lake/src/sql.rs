@@ -12,17 +12,24 @@ use crate::{LakeError, Result};
 
 /// A DataFusion session with every table of the lake registered.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
+    session_of(lake, &lake.tables()?).await
+}
+
+/// A DataFusion session with the given tables of the lake, (schema, table),
+/// registered; those that do not exist are left out.
+pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<SessionContext> {
     let mut context = SessionContext::new();
     // json_get, json_get_str, json_length, `->`, … over the JSON text columns
     datafusion_functions_json::register_all(&mut context)?;
     let catalog = context
         .catalog("datafusion")
         .expect("the default catalog exists");
-    for (schema, table) in lake.tables()? {
-        if catalog.schema(&schema).is_none() {
-            catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
+    let existing = lake.tables()?;
+    for (schema, table) in tables.iter().filter(|t| existing.contains(t)) {
+        if catalog.schema(schema).is_none() {
+            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
         }
-        let delta = lake.table(&schema, &table).await?;
+        let delta = lake.table(schema, table).await?;
         delta
             .update_datafusion_session(&context.state())
             .map_err(|source| LakeError::Delta {

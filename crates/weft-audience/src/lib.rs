@@ -1,0 +1,53 @@
+//! Audiences: who, among weft's customers, a marketer wants to reach.
+//!
+//! A [`spec::Spec`] (JSON or YAML) is checked against the lake's tables
+//! ([`catalog::Catalog`]) and compiled ([`plan::compile`]) to a
+//! customer-centric [`plan::Query`], which [`sql::render`] writes in any
+//! [`dialect::Dialect`]: DataFusion runs it here ([`engine::Engine`]), the
+//! other dialects run it where the data already is. [`membership`] keeps
+//! who entered and left each audience, run after run.
+
+pub mod catalog;
+pub mod dialect;
+pub mod engine;
+pub mod membership;
+pub mod plan;
+pub mod spec;
+pub mod sql;
+
+use std::fmt;
+
+/// A spec that cannot be an audience: where (a JSON path) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudienceError {
+    #[error("invalid audience spec at {0}")]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Lake(#[from] weft_lake::LakeError),
+    #[error("query failed: {0}")]
+    Query(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("writing {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error(transparent)]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+}
+
+pub type Result<T, E = AudienceError> = std::result::Result<T, E>;
