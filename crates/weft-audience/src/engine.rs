@@ -33,11 +33,16 @@ impl Engine {
             .map(|(s, t)| (s.to_owned(), t.to_owned()))
             .collect();
         let context = weft_lake::sql::session_of(lake, &tables).await?;
-        Self::from_context(context).await
+        Self::read(context).await
     }
 
     /// Any session that has (some of) the tables, by their lake names.
-    pub async fn from_context(context: SessionContext) -> Result<Self> {
+    pub async fn from_context(mut context: SessionContext) -> Result<Self> {
+        weft_lake::sql::register_functions(&mut context)?;
+        Self::read(context).await
+    }
+
+    async fn read(context: SessionContext) -> Result<Self> {
         let mut found = BTreeMap::new();
         for name in TABLES {
             let (schema, table) = name.split_once('.').expect("lake names are schema.table");

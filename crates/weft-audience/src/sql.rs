@@ -244,8 +244,10 @@ impl Writer<'_> {
                 let body = self.expr(inner, true);
                 if nullable(inner) {
                     format!("NOT coalesce({body}, FALSE)")
-                } else {
+                } else if matches!(&**inner, Expr::And(v) | Expr::Or(v) if v.len() > 1) {
                     format!("NOT {body}")
+                } else {
+                    format!("NOT ({body})")
                 }
             }
             Expr::Member(index) => format!(

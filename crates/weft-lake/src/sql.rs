@@ -19,8 +19,7 @@ pub async fn session(lake: &Lake) -> Result<SessionContext> {
 /// registered; those that do not exist are left out.
 pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<SessionContext> {
     let mut context = SessionContext::new();
-    // json_get, json_get_str, json_length, `->`, … over the JSON text columns
-    datafusion_functions_json::register_all(&mut context)?;
+    register_functions(&mut context)?;
     let catalog = context
         .catalog("datafusion")
         .expect("the default catalog exists");
@@ -43,6 +42,13 @@ pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<Sess
         )?;
     }
     Ok(context)
+}
+
+/// The functions weft's SQL uses beyond DataFusion's own: json_get,
+/// json_get_str, json_length, `->`, … over the JSON text columns.
+pub fn register_functions(context: &mut SessionContext) -> Result<()> {
+    datafusion_functions_json::register_all(context)?;
+    Ok(())
 }
 
 /// Runs one query and collects its result.
