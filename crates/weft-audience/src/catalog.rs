@@ -36,9 +36,10 @@ impl Kind {
             | DataType::UInt16
             | DataType::UInt32
             | DataType::UInt64 => Kind::Integer,
-            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
-                Kind::Float
-            }
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..) => Kind::Float,
             DataType::Boolean => Kind::Bool,
             DataType::Date32 | DataType::Date64 => Kind::Date,
             DataType::Timestamp(..) => Kind::Timestamp,
@@ -85,12 +86,12 @@ impl Columns {
                 .iter()
                 .map(|field| {
                     let name = field.name();
-                    let kind = if name.starts_with("unstruct_event_") || name.starts_with("contexts_")
-                    {
-                        Kind::Json
-                    } else {
-                        Kind::of(field.data_type())
-                    };
+                    let kind =
+                        if name.starts_with("unstruct_event_") || name.starts_with("contexts_") {
+                            Kind::Json
+                        } else {
+                            Kind::of(field.data_type())
+                        };
                     (name.clone(), kind)
                 })
                 .collect(),

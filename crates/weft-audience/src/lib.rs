@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod engine;
 pub mod membership;
 pub mod plan;
+pub mod service;
 pub mod spec;
 pub mod sql;
 
@@ -34,7 +35,7 @@ impl std::error::Error for SpecError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudienceError {
-    #[error("invalid audience spec at {0}")]
+    #[error("invalid audience spec: {0}")]
     Spec(#[from] SpecError),
     #[error(transparent)]
     Lake(#[from] weft_lake::LakeError),
@@ -48,6 +49,25 @@ pub enum AudienceError {
     },
     #[error(transparent)]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error(transparent)]
+    Meta(#[from] weft_meta::MetaError),
+    #[error("no audience named {0:?}")]
+    Missing(String),
+}
+
+impl AudienceError {
+    /// Whether the user asked for something wrong (a bad spec, a missing or
+    /// duplicate name) rather than weft failing.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            AudienceError::Spec(_)
+                | AudienceError::Missing(_)
+                | AudienceError::Meta(
+                    weft_meta::MetaError::Exists(_) | weft_meta::MetaError::Missing(_)
+                )
+        )
+    }
 }
 
 pub type Result<T, E = AudienceError> = std::result::Result<T, E>;

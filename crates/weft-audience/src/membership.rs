@@ -153,10 +153,9 @@ pub async fn record(
         let entered_at =
             TimestampMicrosecondArray::from_iter_values(next.iter().map(|s| s.entered_at))
                 .with_timezone("UTC");
-        let exited_at = TimestampMicrosecondArray::from(
-            next.iter().map(|s| s.exited_at).collect::<Vec<_>>(),
-        )
-        .with_timezone("UTC");
+        let exited_at =
+            TimestampMicrosecondArray::from(next.iter().map(|s| s.exited_at).collect::<Vec<_>>())
+                .with_timezone("UTC");
         let batch = RecordBatch::try_new(
             membership_schema(),
             vec![

@@ -50,7 +50,10 @@ pub enum Target {
         context: bool,
     },
     /// The value of aggregate `n`, and what a customer without rows has.
-    Aggregate { index: usize, empty: Option<i64> },
+    Aggregate {
+        index: usize,
+        empty: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,16 +272,20 @@ impl Compiler<'_> {
             ),
             Condition::Not(inner) => Expr::Not(Box::new(self.condition(inner, uses)?)),
             Condition::Trait(leaf) => {
-                let kind = self.catalog.customers.get(&leaf.field.name).ok_or_else(|| {
-                    error(
-                        &leaf.field.path,
-                        &format!(
-                            "unknown trait {:?}: profiles.customers has {}",
-                            leaf.field.name,
-                            list(self.catalog.customers.names())
-                        ),
-                    )
-                })?;
+                let kind = self
+                    .catalog
+                    .customers
+                    .get(&leaf.field.name)
+                    .ok_or_else(|| {
+                        error(
+                            &leaf.field.path,
+                            &format!(
+                                "unknown trait {:?}: profiles.customers has {}",
+                                leaf.field.name,
+                                list(self.catalog.customers.names())
+                            ),
+                        )
+                    })?;
                 let target = Target::Column(Column {
                     table: Table::Customers,
                     name: leaf.field.name.clone(),
@@ -372,7 +379,10 @@ impl Compiler<'_> {
             cycle.push(named.name.clone());
             return Err(error(
                 &named.path,
-                &format!("audiences refer to each other in a cycle: {}", cycle.join(" → ")),
+                &format!(
+                    "audiences refer to each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
             ));
         }
         if let Some(index) = self.subs.iter().position(|(name, _)| *name == named.name) {
@@ -616,9 +626,7 @@ impl Compiler<'_> {
                 };
                 Test::ListContains(text)
             }
-            Op::WithinDays | Op::OlderThanDays
-                if matches!(kind, Kind::Date | Kind::Timestamp) =>
-            {
+            Op::WithinDays | Op::OlderThanDays if matches!(kind, Kind::Date | Kind::Timestamp) => {
                 let days = value
                     .and_then(Value::as_u64)
                     .filter(|d| *d <= 36_600)
@@ -679,7 +687,9 @@ fn literal(
             .map(Literal::Bool)
             .ok_or_else(|| expected("true or false")),
         Kind::Date => {
-            let text = value.as_str().ok_or_else(|| expected("a date, YYYY-MM-DD"))?;
+            let text = value
+                .as_str()
+                .ok_or_else(|| expected("a date, YYYY-MM-DD"))?;
             NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(Literal::Date)
                 .map_err(|_| expected("a date, YYYY-MM-DD"))

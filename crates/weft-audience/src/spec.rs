@@ -240,11 +240,31 @@ impl Op {
 
 /// Reads a spec from JSON or YAML text (JSON is YAML, so one reader does both).
 pub fn parse(text: &str) -> Result<Spec, SpecError> {
+    from_value(&parse_value(text)?)
+}
+
+/// The JSON value of a JSON or YAML text.
+pub fn parse_value(text: &str) -> Result<Value, SpecError> {
+    if text.len() > 1 << 20 {
+        return Err(error("$", "a spec is at most 1 MiB"));
+    }
     let value: Value = serde_yaml_ng::from_str(text).map_err(|error| SpecError {
         path: "$".into(),
         reason: format!("not JSON or YAML: {error}"),
     })?;
-    from_value(&value)
+    // deeply nested groups would only exhaust the stack
+    if depth(&value) > 64 {
+        return Err(error("$", "conditions nest more than 64 deep"));
+    }
+    Ok(value)
+}
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Reads a spec from a JSON value.
@@ -280,7 +300,10 @@ pub fn from_value(value: &Value) -> Result<Spec, SpecError> {
     };
     let limit = match object.get("limit") {
         Some(value) => Some(value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            error(&object.child("limit"), "a whole number of customers, above 0")
+            error(
+                &object.child("limit"),
+                "a whole number of customers, above 0",
+            )
         })?),
         None => None,
     };
@@ -397,7 +420,10 @@ fn condition(value: &Value, path: &str) -> Result<Condition, SpecError> {
                 Some(_) => return Err(error(&object.child("value"), "true or false")),
             };
             Ok(Condition::Consent {
-                flag: Named { name: flag, path: inner },
+                flag: Named {
+                    name: flag,
+                    path: inner,
+                },
                 given,
             })
         }
@@ -601,7 +627,12 @@ fn sample(value: &Value, path: &str, name: &str) -> Result<Sample, SpecError> {
         .ok_or_else(|| object.missing("percent"))?
         .as_f64()
         .filter(|p| *p > 0.0 && *p <= 100.0)
-        .ok_or_else(|| error(&object.child("percent"), "a percentage above 0, at most 100"))?;
+        .ok_or_else(|| {
+            error(
+                &object.child("percent"),
+                "a percentage above 0, at most 100",
+            )
+        })?;
     let seed = object.text("seed")?.unwrap_or_else(|| name.to_owned());
     Ok(Sample {
         percent,
@@ -621,13 +652,18 @@ fn orders(value: &Value, path: &str) -> Result<Vec<Order>, SpecError> {
             let path = format!("{path}[{i}]");
             if let Value::String(name) = item {
                 return Ok(Order {
-                    field: Named { name: name.clone(), path },
+                    field: Named {
+                        name: name.clone(),
+                        path,
+                    },
                     descending: false,
                 });
             }
             let object = Object::new(item, &path)?;
             object.allow(&["field", "desc"])?;
-            let name = object.text("field")?.ok_or_else(|| object.missing("field"))?;
+            let name = object
+                .text("field")?
+                .ok_or_else(|| object.missing("field"))?;
             let descending = match object.get("desc") {
                 None => false,
                 Some(Value::Bool(desc)) => *desc,

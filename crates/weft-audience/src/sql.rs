@@ -175,11 +175,7 @@ impl Writer<'_> {
                 let _ = writeln!(sql, "SELECT {}", columns.join(", "));
             }
         }
-        let _ = writeln!(
-            sql,
-            "FROM {} c",
-            self.tables.name("profiles.customers", d)
-        );
+        let _ = writeln!(sql, "FROM {} c", self.tables.name("profiles.customers", d));
         if select.uses_scores {
             let _ = writeln!(
                 sql,
@@ -190,7 +186,10 @@ impl Writer<'_> {
         for index in &select.aggregates {
             let name = aggregate_cte(*index);
             if !sql.contains(&format!("JOIN {name} ON")) {
-                let _ = writeln!(sql, "LEFT JOIN {name} ON {name}.customer_id = c.customer_id");
+                let _ = writeln!(
+                    sql,
+                    "LEFT JOIN {name} ON {name}.customer_id = c.customer_id"
+                );
             }
         }
         let mut conditions = Vec::new();
@@ -290,10 +289,9 @@ impl Writer<'_> {
                 };
                 format!("{value} {op} {}", self.literal(literal))
             }
-            Test::NotEqual(literal) => format!(
-                "({value} <> {} OR {value} IS NULL)",
-                self.literal(literal)
-            ),
+            Test::NotEqual(literal) => {
+                format!("({value} <> {} OR {value} IS NULL)", self.literal(literal))
+            }
             Test::Between(low, high) => group(format!(
                 "{value} BETWEEN {} AND {}",
                 self.literal(low),

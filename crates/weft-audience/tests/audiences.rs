@@ -17,7 +17,9 @@ use weft_audience::{dialect, spec};
 #[tokio::test]
 async fn each_case_selects_exactly_its_members() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     let mut failures = Vec::new();
     for case in &cases.cases {
         let query = engine
@@ -27,7 +29,12 @@ async fn each_case_selects_exactly_its_members() {
             panic!(
                 "{}: {e}\n{}",
                 case.spec.name,
-                render(&query, &dialect::DataFusion, &Tables::lake(), Shape::Members)
+                render(
+                    &query,
+                    &dialect::DataFusion,
+                    &Tables::lake(),
+                    Shape::Members
+                )
             )
         });
         let size = engine.size(&query).await.unwrap();
@@ -48,11 +55,19 @@ async fn each_case_selects_exactly_its_members() {
 #[tokio::test]
 async fn a_sample_is_a_stable_subset_of_about_its_share() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
-    let everyone = spec::parse(r#"{"name": "everyone", "conditions": {"trait": "customer_id", "op": "is_set"}}"#)
+    let engine = Engine::from_context(fixture::session().await)
+        .await
         .unwrap();
+    let everyone = spec::parse(
+        r#"{"name": "everyone", "conditions": {"trait": "customer_id", "op": "is_set"}}"#,
+    )
+    .unwrap();
     let all = engine
-        .member_ids(&engine.compile(&everyone, &cases.audiences, cases.as_of).unwrap())
+        .member_ids(
+            &engine
+                .compile(&everyone, &cases.audiences, cases.as_of)
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 5);
@@ -64,7 +79,9 @@ async fn a_sample_is_a_stable_subset_of_about_its_share() {
             seed: "s".into(),
             path: "$.sample".into(),
         });
-        let query = engine.compile(&sampled, &cases.audiences, cases.as_of).unwrap();
+        let query = engine
+            .compile(&sampled, &cases.audiences, cases.as_of)
+            .unwrap();
         let first = engine.member_ids(&query).await.unwrap();
         let again = engine.member_ids(&query).await.unwrap();
         assert_eq!(first, again, "a sample is the same run after run");
@@ -93,7 +110,11 @@ async fn a_sample_keeps_its_share_of_many_customers() {
     )
     .unwrap();
     let query = engine
-        .compile(&spec, &std::collections::HashMap::new(), chrono::Utc::now().naive_utc())
+        .compile(
+            &spec,
+            &std::collections::HashMap::new(),
+            chrono::Utc::now().naive_utc(),
+        )
         .unwrap();
     let size = engine.size(&query).await.unwrap();
     assert!((1800..=2200).contains(&size), "10% of 20000 kept {size}");
@@ -102,7 +123,9 @@ async fn a_sample_keeps_its_share_of_many_customers() {
 #[tokio::test]
 async fn every_dialect_writes_sql_its_parser_reads() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     for case in &cases.cases {
         let query = engine
             .compile(&case.spec, &cases.audiences, cases.as_of)
@@ -131,7 +154,9 @@ async fn every_dialect_writes_sql_its_parser_reads() {
 
 #[tokio::test]
 async fn hostile_values_reach_sql_only_as_literals() {
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     let cases = fixture::cases();
     for hostile in [
         "'; DROP TABLE profiles.customers; --",
@@ -151,9 +176,14 @@ async fn hostile_values_reach_sql_only_as_literals() {
             ]}
         }))
         .unwrap();
-        let query = engine.compile(&spec, &cases.audiences, cases.as_of).unwrap();
+        let query = engine
+            .compile(&spec, &cases.audiences, cases.as_of)
+            .unwrap();
         // runs, and matches no one: the value was compared, not executed
-        assert!(engine.member_ids(&query).await.unwrap().is_empty(), "{hostile}");
+        assert!(
+            engine.member_ids(&query).await.unwrap().is_empty(),
+            "{hostile}"
+        );
         for dialect in dialect::all() {
             let sql = render(&query, dialect.as_ref(), &Tables::lake(), Shape::Members);
             let statements = match dialect.name() {
@@ -165,7 +195,12 @@ async fn hostile_values_reach_sql_only_as_literals() {
                 _ => Parser::parse_sql(&GenericDialect {}, &sql),
             }
             .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", dialect.name()));
-            assert_eq!(statements.len(), 1, "{}: one statement\n{sql}", dialect.name());
+            assert_eq!(
+                statements.len(),
+                1,
+                "{}: one statement\n{sql}",
+                dialect.name()
+            );
         }
     }
 }
@@ -173,7 +208,9 @@ async fn hostile_values_reach_sql_only_as_literals() {
 #[tokio::test]
 async fn invalid_specs_name_the_place_and_the_reason() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     let check = |text: &str| -> weft_audience::SpecError {
         let spec = match spec::parse(text) {
             Ok(spec) => spec,
@@ -186,29 +223,121 @@ async fn invalid_specs_name_the_place_and_the_reason() {
         }
     };
     let cases_and_paths = [
-        (r#"{"name": "x", "conditions": {"trait": "shoe_size", "op": "eq", "value": 1}}"#, "$.conditions.trait", "unknown trait"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "gt", "value": "GB"}}"#, "$.conditions.op", "does not apply to country"),
-        (r#"{"name": "x", "conditions": {"trait": "revenue", "op": "eq", "value": "lots"}}"#, "$.conditions.value", "revenue is number"),
-        (r#"{"name": "x", "conditions": {"all": [{"trait": "country", "op": "eq", "value": "GB"}, {"score": "cheese", "op": "gte", "value": 0.5}]}}"#, "$.conditions.all[1].score", "unknown score"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "like", "value": "G%"}}"#, "$.conditions.op", "unknown operator"),
-        (r#"{"name": "x", "conditions": {"trait": "dob", "op": "between", "value": ["2000-01-01"]}}"#, "$.conditions.value", "between takes"),
-        (r#"{"name": "x", "conditions": {"trait": "dob", "op": "eq", "value": "yesterday"}}"#, "$.conditions.value", "a date"),
-        (r#"{"name": "x", "conditions": {"any": []}}"#, "$.conditions.any", "empty group"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "score": "overall", "op": "eq", "value": 1}}"#, "$.conditions", "one kind"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "eq", "value": "GB", "vlaue": 2}}"#, "$.conditions.vlaue", "unknown key"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"source": "orders", "op": "gte", "value": 1}}}"#, "$.conditions.behaviour.source", "unknown source"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"measure": "sum", "op": "gte", "value": 1}}}"#, "$.conditions.behaviour", "needs of"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"source": "conversions", "measure": "sum", "of": "categories", "op": "gte", "value": 1}}}"#, "$.conditions.behaviour.of", "needs a number"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"where": [{"field": "unstruct_event_com_acme_product_view_1.category'--", "op": "eq", "value": "a"}], "op": "gte", "value": 1}}}"#, "$.conditions.behaviour.where[0].field", "letters, digits"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"where": [{"field": "unstruct_event_com_acme_nothing_1.category", "op": "eq", "value": "a"}], "op": "gte", "value": 1}}}"#, "$.conditions.behaviour.where[0].field", "no self-describing column"),
-        (r#"{"name": "x", "conditions": {"behaviour": {"op": "contains", "value": 1}}}"#, "$.conditions.behaviour.op", "compares its number"),
-        (r#"{"name": "x", "conditions": {"audience": "nobody"}}"#, "$.conditions.audience", "no audience named"),
-        (r#"{"name": "x", "conditions": {"trait": "last_name", "op": "eq", "value": "a\u0000b"}}"#, "$.conditions.value", "NUL"),
-        (r#"{"name": "Bad Name!", "conditions": {"trait": "country", "op": "is_set"}}"#, "$.name", "lower-case"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set", "value": 1}}"#, "$.conditions.value", "takes no value"),
-        (r#"{"name": "x", "conditions": {"consent": "sms"}}"#, "$.conditions.consent", "unknown consent"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set"}, "select": ["shoe_size"]}"#, "$.select[0]", "unknown attribute"),
-        (r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set"}, "sample": {"percent": 0}}"#, "$.sample.percent", "percentage"),
+        (
+            r#"{"name": "x", "conditions": {"trait": "shoe_size", "op": "eq", "value": 1}}"#,
+            "$.conditions.trait",
+            "unknown trait",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "gt", "value": "GB"}}"#,
+            "$.conditions.op",
+            "does not apply to country",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "revenue", "op": "eq", "value": "lots"}}"#,
+            "$.conditions.value",
+            "revenue is number",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"all": [{"trait": "country", "op": "eq", "value": "GB"}, {"score": "cheese", "op": "gte", "value": 0.5}]}}"#,
+            "$.conditions.all[1].score",
+            "unknown score",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "like", "value": "G%"}}"#,
+            "$.conditions.op",
+            "unknown operator",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "dob", "op": "between", "value": ["2000-01-01"]}}"#,
+            "$.conditions.value",
+            "between takes",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "dob", "op": "eq", "value": "yesterday"}}"#,
+            "$.conditions.value",
+            "a date",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"any": []}}"#,
+            "$.conditions.any",
+            "empty group",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "score": "overall", "op": "eq", "value": 1}}"#,
+            "$.conditions",
+            "one kind",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "eq", "value": "GB", "vlaue": 2}}"#,
+            "$.conditions.vlaue",
+            "unknown key",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"source": "orders", "op": "gte", "value": 1}}}"#,
+            "$.conditions.behaviour.source",
+            "unknown source",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"measure": "sum", "op": "gte", "value": 1}}}"#,
+            "$.conditions.behaviour",
+            "needs of",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"source": "conversions", "measure": "sum", "of": "categories", "op": "gte", "value": 1}}}"#,
+            "$.conditions.behaviour.of",
+            "needs a number",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"where": [{"field": "unstruct_event_com_acme_product_view_1.category'--", "op": "eq", "value": "a"}], "op": "gte", "value": 1}}}"#,
+            "$.conditions.behaviour.where[0].field",
+            "letters, digits",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"where": [{"field": "unstruct_event_com_acme_nothing_1.category", "op": "eq", "value": "a"}], "op": "gte", "value": 1}}}"#,
+            "$.conditions.behaviour.where[0].field",
+            "no self-describing column",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"behaviour": {"op": "contains", "value": 1}}}"#,
+            "$.conditions.behaviour.op",
+            "compares its number",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"audience": "nobody"}}"#,
+            "$.conditions.audience",
+            "no audience named",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "last_name", "op": "eq", "value": "a\u0000b"}}"#,
+            "$.conditions.value",
+            "NUL",
+        ),
+        (
+            r#"{"name": "Bad Name!", "conditions": {"trait": "country", "op": "is_set"}}"#,
+            "$.name",
+            "lower-case",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set", "value": 1}}"#,
+            "$.conditions.value",
+            "takes no value",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"consent": "sms"}}"#,
+            "$.conditions.consent",
+            "unknown consent",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set"}, "select": ["shoe_size"]}"#,
+            "$.select[0]",
+            "unknown attribute",
+        ),
+        (
+            r#"{"name": "x", "conditions": {"trait": "country", "op": "is_set"}, "sample": {"percent": 0}}"#,
+            "$.sample.percent",
+            "percentage",
+        ),
         ("name: x\nconditions: [\n", "$", "not JSON or YAML"),
     ];
     for (text, path, reason) in cases_and_paths {
@@ -221,7 +350,9 @@ async fn invalid_specs_name_the_place_and_the_reason() {
 #[tokio::test]
 async fn a_cycle_of_references_is_rejected_where_it_closes() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     let mut stored = cases.audiences.clone();
     for (name, other) in [("a", "b"), ("b", "c"), ("c", "a")] {
         let spec = spec::from_value(&serde_json::json!({
@@ -266,11 +397,18 @@ fn yaml_and_json_read_the_same() {
 #[ignore]
 async fn print_sql() {
     let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await).await.unwrap();
+    let engine = Engine::from_context(fixture::session().await)
+        .await
+        .unwrap();
     let name = std::env::var("CASE").unwrap();
     let case = cases.cases.iter().find(|c| c.spec.name == name).unwrap();
-    let query = engine.compile(&case.spec, &cases.audiences, cases.as_of).unwrap();
+    let query = engine
+        .compile(&case.spec, &cases.audiences, cases.as_of)
+        .unwrap();
     for dialect in dialect::all() {
-        println!("{}\n", render(&query, dialect.as_ref(), &Tables::lake(), Shape::Members));
+        println!(
+            "{}\n",
+            render(&query, dialect.as_ref(), &Tables::lake(), Shape::Members)
+        );
     }
 }

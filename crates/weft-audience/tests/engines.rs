@@ -39,7 +39,9 @@ async fn every_dialect_returns_the_members_datafusion_returns() {
             .unwrap();
         paths.insert(
             name.to_owned(),
-            lake.table_path(schema, table).to_string_lossy().into_owned(),
+            lake.table_path(schema, table)
+                .to_string_lossy()
+                .into_owned(),
         );
     }
     let engine = Engine::open(&lake).await.unwrap();
@@ -54,7 +56,12 @@ async fn every_dialect_returns_the_members_datafusion_returns() {
         let query = engine
             .compile(&case.spec, &cases.audiences, cases.as_of)
             .unwrap();
-        let members: Vec<String> = engine.member_ids(&query).await.unwrap().into_iter().collect();
+        let members: Vec<String> = engine
+            .member_ids(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         if let Some(by_hand) = &case.members {
             assert_eq!(&members, by_hand, "{} on DataFusion", case.spec.name);
         }
@@ -112,7 +119,10 @@ async fn every_dialect_returns_the_members_datafusion_returns() {
             Some(got) => {
                 let got: Vec<String> = got.iter().map(|m| m.as_str().unwrap().to_owned()).collect();
                 if &got != members {
-                    failures.push(format!("{id}: got {got:?}, DataFusion {members:?}\n{}", sql_of(id)));
+                    failures.push(format!(
+                        "{id}: got {got:?}, DataFusion {members:?}\n{}",
+                        sql_of(id)
+                    ));
                 }
             }
             None => failures.push(format!("{id}: {}\n{}", result["error"], sql_of(id))),

@@ -1,5 +1,6 @@
 //! `weft`: the customer data platform in one binary.
 
+mod audience;
 mod bench;
 mod data_dir;
 mod identity;
@@ -61,6 +62,9 @@ enum Command {
     /// Propensity models: train and score on any CSV file, the model registry.
     #[command(subcommand)]
     Ml(ml::MlCommand),
+    /// Audiences: segments of customers defined in JSON or YAML, compiled to SQL.
+    #[command(subcommand)]
+    Audience(audience::AudienceCommand),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             Command::Model(command) => model::run(config, command).await,
             Command::Identity(command) => identity::run(config, command).await,
             Command::Ml(command) => ml::run(config, command).await,
+            Command::Audience(command) => audience::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

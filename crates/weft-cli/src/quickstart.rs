@@ -118,6 +118,9 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         }
         None => None,
     };
+    let audiences = crate::audience::examples(&config)
+        .await
+        .context("the example audiences")?;
     let by_event = query(
         &lake,
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
@@ -175,6 +178,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         e.b_cubed.f1,
     );
     print_ml(&ml, ml_truth.as_ref(), &summary);
+    print_audiences(&audiences);
     println!();
     println!(
         "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
@@ -245,6 +249,35 @@ fn print_ml(
         trained.targets.len().saturating_sub(1),
         ml.scored.as_ref().map_or(0, |s| s.rows),
     );
+}
+
+fn print_audiences(report: &crate::audience::ExampleReport) {
+    let sizes: Vec<String> = report
+        .sizes
+        .iter()
+        .map(|(name, size, millis)| format!("{name} {size} ({millis:.0} ms)"))
+        .collect();
+    if !sizes.is_empty() {
+        println!(
+            "  audiences   {} customers in audiences.membership",
+            sizes.join(", ")
+        );
+    }
+    if let Some(overlap) = &report.overlap {
+        let pairs: Vec<String> = overlap
+            .pairs
+            .iter()
+            .map(|(a, b, both)| format!("{a} ∩ {b} {both}"))
+            .collect();
+        println!(
+            "              overlap: {}; in any of them {}",
+            pairs.join(", "),
+            overlap.any
+        );
+    }
+    for (name, reason) in &report.skipped {
+        println!("  audiences   {name} not stored: {reason}");
+    }
 }
 
 pub fn percentile_ms(sorted: &[std::time::Duration], quantile: f64) -> f64 {

@@ -204,7 +204,12 @@ mod tests {
         assert_eq!(store.audience("a").unwrap().unwrap().spec, "{\"x\":1}");
         assert_eq!(store.audience_versions("a").unwrap().len(), 2);
         store.create_audience("b", "{}").unwrap();
-        let names: Vec<_> = store.audiences().unwrap().into_iter().map(|a| a.name).collect();
+        let names: Vec<_> = store
+            .audiences()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
         store.delete_audience("a").unwrap();
         assert!(store.audience("a").unwrap().is_none());
