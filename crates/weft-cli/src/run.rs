@@ -35,6 +35,8 @@ pub enum Stage {
     Identity,
     /// Modelled tables and profiles → a propensity model (trained when due), ml.scores.
     Ml,
+    /// Stored audiences → audiences.membership (who entered, who left), audiences.runs.
+    Audiences,
     /// Compact every table's small files and vacuum files no recent version needs.
     Maintain,
 }
@@ -64,6 +66,30 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
     if matches!(args.stage, None | Some(Stage::Ml)) && config.ml.enabled {
         let report = run_ml(&config, false).await?;
         print_ml(&report);
+    }
+    if matches!(args.stage, None | Some(Stage::Audiences)) {
+        let store = weft_meta::Store::open(&config.data_dir)?;
+        let lake = Lake::new(&config.data_dir);
+        let audiences = weft_audience::service::Audiences::new(&store, &lake);
+        let snapshots = audiences
+            .run(None, chrono::Utc::now())
+            .await
+            .map_err(|error| {
+                if error.is_usage() {
+                    crate::UsageError(error.to_string()).into()
+                } else {
+                    anyhow::Error::from(error)
+                }
+            })?;
+        if snapshots.is_empty() {
+            println!("audiences: none stored (weft audience create FILE)");
+        }
+        for s in snapshots {
+            println!(
+                "audience {} v{}: {} members, {} entered, {} exited",
+                s.audience, s.version, s.members, s.entered, s.exited
+            );
+        }
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
         let lake = Lake::new(&config.data_dir);

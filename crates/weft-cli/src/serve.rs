@@ -48,7 +48,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         log.clone(),
         Arc::new(Metrics::new()),
     )?;
-    let app = router(Arc::new(collector));
+    let admin = weft_serve::admin::Admin::open(&config.data_dir)
+        .context("cannot open the metadata store")?;
+    let app = router(Arc::new(collector)).nest("/admin", weft_serve::admin::router(Arc::new(admin)));
     let listener = TcpListener::bind(config.server.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.server.addr))?;
@@ -90,6 +92,25 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every stored audience, run into audiences.membership.
+async fn run_audiences(lake: &weft_lake::Lake, data_dir: &std::path::Path) -> Result<()> {
+    let store = weft_meta::Store::open(data_dir)?;
+    let audiences = weft_audience::service::Audiences::new(&store, lake);
+    if store.audiences()?.is_empty() {
+        return Ok(());
+    }
+    for snapshot in audiences.run(None, chrono::Utc::now()).await? {
+        tracing::info!(
+            audience = snapshot.audience,
+            members = snapshot.members,
+            entered = snapshot.entered,
+            exited = snapshot.exited,
+            "audience run"
+        );
+    }
+    Ok(())
+}
+
 /// The pipeline stages running in the background while weft serves.
 pub struct Pipeline {
     stop: tokio::sync::watch::Sender<bool>,
@@ -115,6 +136,7 @@ impl Pipeline {
             .then(|| std::time::Duration::from_secs(config.ml.interval_secs));
         let maintenance_every = (config.maintenance.interval_secs > 0)
             .then(|| std::time::Duration::from_secs(config.maintenance.interval_secs));
+        let data_dir = config.data_dir.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut maintained = tokio::time::Instant::now();
@@ -122,6 +144,8 @@ impl Pipeline {
             let mut identity_pending = true;
             let mut scored: Option<tokio::time::Instant> = None;
             let mut ml_pending = true;
+            // stored audiences are rerun when the profiles or scores change
+            let mut audiences_pending = true;
             // at start, events loaded before may not be modelled yet
             let mut model_pending = true;
             loop {
@@ -158,7 +182,10 @@ impl Pipeline {
                 {
                     resolved = Some(tokio::time::Instant::now());
                     match weft_profiles::resolve(&lake, &identity).await {
-                        Ok(_) => identity_pending = false,
+                        Ok(_) => {
+                            identity_pending = false;
+                            audiences_pending = true;
+                        }
                         Err(error) => {
                             tracing::warn!(error = %error, "identity resolution failed; retrying at the next interval");
                         }
@@ -173,12 +200,21 @@ impl Pipeline {
                     match crate::run::run_ml(&ml_config, false).await {
                         Ok(report) => {
                             ml_pending = false;
+                            audiences_pending |= report.scored.is_some();
                             for note in report.notes {
                                 tracing::info!(note, "propensity");
                             }
                         }
                         Err(error) => {
                             tracing::warn!(error = %error, "the propensity run failed; retrying at the next interval");
+                        }
+                    }
+                }
+                if audiences_pending && !model_pending {
+                    match run_audiences(&lake, &data_dir).await {
+                        Ok(()) => audiences_pending = false,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "running the audiences failed; retrying at the next interval");
                         }
                     }
                 }

@@ -320,6 +320,26 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
             .any(|l| l.trim_start().starts_with("propensity")),
         "{stdout}"
     );
+    // the example audiences: each stored one sized and run into audiences.membership
+    let audiences = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("audiences") && l.contains("lapsed-customers"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let lapsed: usize = audiences
+        .split("lapsed-customers ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{audiences}"));
+    assert_eq!(
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM audiences.membership WHERE audience = 'lapsed-customers' AND exited_at IS NULL",
+            "csv"
+        ),
+        format!("n\n{lapsed}\n"),
+        "{audiences}"
+    );
     let count = || {
         sql(
             data.path(),

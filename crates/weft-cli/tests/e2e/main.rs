@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `weft` binary, real sockets, real files.
 
+mod audience;
 mod collector;
 mod crash;
 mod identity;
