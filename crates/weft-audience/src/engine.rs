@@ -139,7 +139,7 @@ impl Engine {
                     .map(str::to_owned)
                     .collect(),
                 other => {
-                    return Err(AudienceError::Query(
+                    return Err(AudienceError::from(
                         deltalake::datafusion::error::DataFusionError::Plan(format!(
                             "customer_id is {other}, not text"
                         )),

@@ -38,9 +38,9 @@ pub enum AudienceError {
     #[error("invalid audience spec: {0}")]
     Spec(#[from] SpecError),
     #[error(transparent)]
-    Lake(#[from] weft_lake::LakeError),
+    Lake(Box<weft_lake::LakeError>),
     #[error("query failed: {0}")]
-    Query(#[from] deltalake::datafusion::error::DataFusionError),
+    Query(Box<deltalake::datafusion::error::DataFusionError>),
     #[error("writing {table}: {source}")]
     Delta {
         table: String,
@@ -53,6 +53,18 @@ pub enum AudienceError {
     Meta(#[from] weft_meta::MetaError),
     #[error("no audience named {0:?}")]
     Missing(String),
+}
+
+impl From<weft_lake::LakeError> for AudienceError {
+    fn from(error: weft_lake::LakeError) -> Self {
+        AudienceError::Lake(Box::new(error))
+    }
+}
+
+impl From<deltalake::datafusion::error::DataFusionError> for AudienceError {
+    fn from(error: deltalake::datafusion::error::DataFusionError) -> Self {
+        AudienceError::Query(Box::new(error))
+    }
 }
 
 impl AudienceError {

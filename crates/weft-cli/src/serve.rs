@@ -50,7 +50,8 @@ pub async fn start(config: &Config) -> Result<Running> {
     )?;
     let admin = weft_serve::admin::Admin::open(&config.data_dir)
         .context("cannot open the metadata store")?;
-    let app = router(Arc::new(collector)).nest("/admin", weft_serve::admin::router(Arc::new(admin)));
+    let app =
+        router(Arc::new(collector)).nest("/admin", weft_serve::admin::router(Arc::new(admin)));
     let listener = TcpListener::bind(config.server.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.server.addr))?;

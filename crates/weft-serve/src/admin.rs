@@ -44,10 +44,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/audiences/sql", post(sql_of_spec))
         .route("/audiences/overlap", post(overlap))
         .route("/audiences/run", post(run_all))
-        .route(
-            "/audiences/{name}",
-            get(show).put(update).delete(delete),
-        )
+        .route("/audiences/{name}", get(show).put(update).delete(delete))
         .route("/audiences/{name}/size", get(size))
         .route("/audiences/{name}/preview", get(preview))
         .route("/audiences/{name}/sql", get(sql))
@@ -74,9 +71,10 @@ impl From<AudienceError> for Failure {
                 StatusCode::BAD_REQUEST,
                 json!({ "path": path, "reason": reason }),
             ),
-            AudienceError::Missing(_) | AudienceError::Meta(MetaError::Missing(_)) => {
-                Failure(StatusCode::NOT_FOUND, json!({ "reason": error.to_string() }))
-            }
+            AudienceError::Missing(_) | AudienceError::Meta(MetaError::Missing(_)) => Failure(
+                StatusCode::NOT_FOUND,
+                json!({ "reason": error.to_string() }),
+            ),
             AudienceError::Meta(MetaError::Exists(_)) => {
                 Failure(StatusCode::CONFLICT, json!({ "reason": error.to_string() }))
             }
@@ -185,7 +183,11 @@ async fn delete(State(admin): Shared, Path(name): Path<String>) -> Reply {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn size(State(admin): Shared, Path(name): Path<String>, Query(options): Query<Options>) -> Reply {
+async fn size(
+    State(admin): Shared,
+    Path(name): Path<String>,
+    Query(options): Query<Options>,
+) -> Reply {
     let audiences = options.audiences(&admin)?;
     let spec = audiences.spec(&name)?;
     reply(audiences.size(&spec).await?)
@@ -210,8 +212,7 @@ async fn preview(
 
 fn rows_json(batches: &[RecordBatch]) -> Result<Value, Failure> {
     let mut out = Vec::new();
-    weft_lake::sql::write_json(batches, &mut out)
-        .map_err(AudienceError::from)?;
+    weft_lake::sql::write_json(batches, &mut out).map_err(AudienceError::from)?;
     if out.is_empty() {
         return Ok(json!([]));
     }
@@ -229,7 +230,11 @@ async fn sql_text(audiences: &Audiences<'_>, spec: &Spec, options: &Options) -> 
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], sql).into_response())
 }
 
-async fn sql(State(admin): Shared, Path(name): Path<String>, Query(options): Query<Options>) -> Reply {
+async fn sql(
+    State(admin): Shared,
+    Path(name): Path<String>,
+    Query(options): Query<Options>,
+) -> Reply {
     let audiences = options.audiences(&admin)?;
     let spec = audiences.spec(&name)?;
     sql_text(&audiences, &spec, &options).await
@@ -256,8 +261,17 @@ async fn overlap(State(admin): Shared, Query(options): Query<Options>, body: Byt
     reply(options.audiences(&admin)?.overlap(&request.names).await?)
 }
 
-async fn run_one(State(admin): Shared, Path(name): Path<String>, Query(options): Query<Options>) -> Reply {
-    reply(options.audiences(&admin)?.run(Some(&name), Utc::now()).await?)
+async fn run_one(
+    State(admin): Shared,
+    Path(name): Path<String>,
+    Query(options): Query<Options>,
+) -> Reply {
+    reply(
+        options
+            .audiences(&admin)?
+            .run(Some(&name), Utc::now())
+            .await?,
+    )
 }
 
 async fn run_all(State(admin): Shared, Query(options): Query<Options>) -> Reply {

@@ -18,6 +18,7 @@ use weft_collect::RawLog;
 use weft_collect::protocol::TP2_PATH;
 use weft_core::Config;
 
+mod audience;
 mod identity;
 mod load;
 mod ml;
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     /// weft's trainers beside LightGBM and scikit-learn's LogisticRegression on
     /// the same rows and split: test AUC, training time, scoring rows/s.
     Ml(ml::MlArgs),
+    /// Sizing a trait-only audience and running a behavioural one over many
+    /// profiles and events, beside DuckDB running the same SQL on the same files.
+    Audience(audience::AudienceArgs),
 }
 
 #[derive(Args)]
@@ -72,6 +76,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Model(args) => model::run(config, args).await,
         BenchCommand::Identity(args) => identity::run(config, args).await,
         BenchCommand::Ml(args) => ml::run(config, args).await,
+        BenchCommand::Audience(args) => audience::run(config, args).await,
     }
 }
 

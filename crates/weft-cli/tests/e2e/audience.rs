@@ -26,7 +26,13 @@ fn fixture_lake(data_dir: &Path) {
                 .collect::<Vec<_>>()
                 .join("\n");
             if !statement.trim().is_empty() {
-                context.sql(&statement).await.unwrap().collect().await.unwrap();
+                context
+                    .sql(&statement)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
             }
         }
         let lake = weft_lake::Lake::new(data_dir);
@@ -93,7 +99,10 @@ fn audiences_are_stored_sized_run_and_versioned_from_the_command_line() {
     assert_eq!(audience(dir.path(), &["create", &bread]).0, 0);
 
     let (_, out, _) = audience(dir.path(), &["list"]);
-    assert!(out.contains("gb") && out.contains("in Britain") && out.contains("bread"), "{out}");
+    assert!(
+        out.contains("gb") && out.contains("in Britain") && out.contains("bread"),
+        "{out}"
+    );
     let (code, out, err) = audience(dir.path(), &["size", "gb", "--as-of", AS_OF]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("gb: 2 customers"), "{out}");
@@ -127,7 +136,10 @@ fn audiences_are_stored_sized_run_and_versioned_from_the_command_line() {
         ],
     );
     assert_eq!(code, 0);
-    assert!(out.contains("FROM crm.people c") && out.contains("c.country = 'GB'"), "{out}");
+    assert!(
+        out.contains("FROM crm.people c") && out.contains("c.country = 'GB'"),
+        "{out}"
+    );
     let (code, _, err) = audience(dir.path(), &["sql", "gb", "--dialect", "oracle"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown dialect"), "{err}");
@@ -138,8 +150,14 @@ fn audiences_are_stored_sized_run_and_versioned_from_the_command_line() {
 
     let (code, out, err) = audience(dir.path(), &["run", "--as-of", AS_OF]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("gb v1: 2 members, 2 entered, 0 exited"), "{out}");
-    assert!(out.contains("bread v1: 3 members, 3 entered, 0 exited"), "{out}");
+    assert!(
+        out.contains("gb v1: 2 members, 2 entered, 0 exited"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bread v1: 3 members, 3 entered, 0 exited"),
+        "{out}"
+    );
 
     // a changed spec is a new version; its run moves people in and out
     let fr = write(
@@ -156,7 +174,10 @@ fn audiences_are_stored_sized_run_and_versioned_from_the_command_line() {
     );
     audience(dir.path(), &["update", &narrowed]);
     let (_, out, _) = audience(dir.path(), &["run", "gb", "--as-of", AS_OF]);
-    assert!(out.contains("gb v3: 1 members, 1 entered, 2 exited"), "{out}");
+    assert!(
+        out.contains("gb v3: 1 members, 1 entered, 2 exited"),
+        "{out}"
+    );
     let history = sql(
         dir.path(),
         "SELECT customer_id, exited_at IS NULL AS open FROM audiences.membership \
@@ -169,7 +190,10 @@ fn audiences_are_stored_sized_run_and_versioned_from_the_command_line() {
         "SELECT audience, version, members, entered, exited FROM audiences.runs ORDER BY run_at, audience",
         "csv",
     );
-    assert!(runs.contains("gb,1,2,2,0") && runs.contains("gb,3,1,1,2"), "{runs}");
+    assert!(
+        runs.contains("gb,1,2,2,0") && runs.contains("gb,3,1,1,2"),
+        "{runs}"
+    );
     let (_, out, _) = audience(dir.path(), &["show", "gb"]);
     let detail: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(detail["version"], 3);
@@ -218,7 +242,14 @@ fn the_admin_api_speaks_json_and_names_what_is_wrong() {
         "name: gb\nconditions: {trait: country, op: eq, value: GB}\nselect: [email]\n",
     );
     assert_eq!(created.status(), 201);
-    assert_eq!(post("/admin/audiences", "name: gb\nconditions: {trait: country, op: is_set}\n").status(), 409);
+    assert_eq!(
+        post(
+            "/admin/audiences",
+            "name: gb\nconditions: {trait: country, op: is_set}\n"
+        )
+        .status(),
+        409
+    );
     let bad = post(
         "/admin/audiences",
         r#"{"name": "x", "conditions": {"any": [{"score": "cheese", "op": "gte", "value": 1}]}}"#,
@@ -226,12 +257,25 @@ fn the_admin_api_speaks_json_and_names_what_is_wrong() {
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().unwrap();
     assert_eq!(body["error"]["path"], "$.conditions.any[0].score");
-    assert!(body["error"]["reason"].as_str().unwrap().contains("unknown score"));
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown score")
+    );
     assert_eq!(post("/admin/audiences", "{not json").status(), 400);
-    let huge = format!("name: x\ndescription: {}\nconditions: []\n", "a".repeat(2 << 20));
+    let huge = format!(
+        "name: x\ndescription: {}\nconditions: []\n",
+        "a".repeat(2 << 20)
+    );
     assert_eq!(post("/admin/audiences", &huge).status(), 413);
 
-    let list: Value = client.get(server.url("/admin/audiences")).send().unwrap().json().unwrap();
+    let list: Value = client
+        .get(server.url("/admin/audiences"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(list[0]["name"], "gb");
     let size: Value = client
         .get(server.url(&format!("/admin/audiences/gb/size?as_of={AS_OF}")))
@@ -270,15 +314,26 @@ fn the_admin_api_speaks_json_and_names_what_is_wrong() {
             .status(),
         400
     );
-    post("/admin/audiences", "name: fr\nconditions: {trait: country, op: in, value: [FR, GB]}\n");
+    post(
+        "/admin/audiences",
+        "name: fr\nconditions: {trait: country, op: in, value: [FR, GB]}\n",
+    );
     let overlap: Value = post("/admin/audiences/overlap", r#"{"names": ["gb", "fr"]}"#)
         .json()
         .unwrap();
     assert_eq!(overlap["pairs"][0][2], 2);
     assert_eq!(overlap["any"], 3);
-    assert_eq!(post("/admin/audiences/overlap", r#"{"names": ["gb"]}"#).status(), 400);
-    assert_eq!(post("/admin/audiences/overlap", r#"{"names": ["gb", "nope"]}"#).status(), 404);
-    let run: Value = post(&format!("/admin/audiences/gb/run?as_of={AS_OF}"), "").json().unwrap();
+    assert_eq!(
+        post("/admin/audiences/overlap", r#"{"names": ["gb"]}"#).status(),
+        400
+    );
+    assert_eq!(
+        post("/admin/audiences/overlap", r#"{"names": ["gb", "nope"]}"#).status(),
+        404
+    );
+    let run: Value = post(&format!("/admin/audiences/gb/run?as_of={AS_OF}"), "")
+        .json()
+        .unwrap();
     assert_eq!(run[0]["members"], 2);
     let mismatched = client
         .put(server.url("/admin/audiences/gb"))
@@ -294,7 +349,28 @@ fn the_admin_api_speaks_json_and_names_what_is_wrong() {
         .json()
         .unwrap();
     assert_eq!(updated["version"], 2);
-    assert_eq!(client.get(server.url("/admin/audiences/nope")).send().unwrap().status(), 404);
-    assert_eq!(client.delete(server.url("/admin/audiences/fr")).send().unwrap().status(), 204);
-    assert_eq!(client.delete(server.url("/admin/audiences/fr")).send().unwrap().status(), 404);
+    assert_eq!(
+        client
+            .get(server.url("/admin/audiences/nope"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .delete(server.url("/admin/audiences/fr"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .delete(server.url("/admin/audiences/fr"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
 }
