@@ -220,26 +220,50 @@ impl<'a> Audiences<'a> {
         Ok(overlap(&sets))
     }
 
-    /// Runs stored audiences (`name`, or all of them) and records who entered
-    /// and left in `audiences.membership`.
-    pub async fn run(&self, name: Option<&str>, at: DateTime<Utc>) -> Result<Vec<Snapshot>> {
-        let stored = match name {
-            Some(name) => vec![self.stored(name)?],
-            None => self.store.audiences()?,
-        };
+    /// Runs one stored audience and records who entered and left in
+    /// `audiences.membership`.
+    pub async fn run(&self, name: &str, at: DateTime<Utc>) -> Result<Snapshot> {
         let engine = Engine::open(self.lake).await?;
-        let mut snapshots = Vec::new();
-        for audience in stored {
-            let spec = self.spec(&audience.name)?;
-            let query = self.compiled(&engine, &spec).await?;
-            let members = engine.member_ids(&query).await?;
-            snapshots.push(
-                membership::record(self.lake, &audience.name, audience.version, &members, at)
-                    .await?,
-            );
-        }
-        Ok(snapshots)
+        self.run_on(&engine, &self.stored(name)?, at).await
     }
+
+    /// Runs every stored audience; one that fails (its spec no longer fits
+    /// the tables, say) is reported with its reason and the others still run.
+    pub async fn run_all(&self, at: DateTime<Utc>) -> Result<RunAll> {
+        let engine = Engine::open(self.lake).await?;
+        let mut report = RunAll::default();
+        for audience in self.store.audiences()? {
+            match self.run_on(&engine, &audience, at).await {
+                Ok(snapshot) => report.snapshots.push(snapshot),
+                Err(error) if error.is_usage() => {
+                    tracing::warn!(audience = audience.name, error = %error, "audience not run");
+                    report.failed.push((audience.name, error.to_string()));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn run_on(
+        &self,
+        engine: &Engine,
+        audience: &StoredAudience,
+        at: DateTime<Utc>,
+    ) -> Result<Snapshot> {
+        let spec = self.spec(&audience.name)?;
+        let query = self.compiled(engine, &spec).await?;
+        let members = engine.member_ids(&query).await?;
+        membership::record(self.lake, &audience.name, audience.version, &members, at).await
+    }
+}
+
+/// What running every audience did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunAll {
+    pub snapshots: Vec<Snapshot>,
+    /// (audience, why it could not run).
+    pub failed: Vec<(String, String)>,
 }
 
 /// The spec as stored: compact JSON, keys in order, so an unchanged spec is

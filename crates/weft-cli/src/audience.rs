@@ -211,25 +211,44 @@ pub async fn run(config: Config, command: AudienceCommand) -> Result<()> {
         AudienceCommand::Run(args) => {
             audiences.as_of = as_of(&args.as_of)?;
             let _lock = crate::data_dir::lock(&config.data_dir)?;
-            let snapshots = audiences
-                .run(args.name.as_deref(), Utc::now())
-                .await
-                .map_err(usage)?;
-            if snapshots.is_empty() {
-                writeln!(out, "no audiences yet: weft audience create FILE")?;
-            }
-            for s in snapshots {
-                writeln!(
-                    out,
-                    "{} v{}: {} members, {} entered, {} exited",
-                    s.audience, s.version, s.members, s.entered, s.exited
-                )?;
+            let report = match &args.name {
+                Some(name) => weft_audience::service::RunAll {
+                    snapshots: vec![audiences.run(name, Utc::now()).await.map_err(usage)?],
+                    failed: Vec::new(),
+                },
+                None => audiences.run_all(Utc::now()).await.map_err(usage)?,
+            };
+            print_runs(&mut out, &report)?;
+            if !report.failed.is_empty() {
+                return Err(UsageError(format!(
+                    "{} audience(s) could not run",
+                    report.failed.len()
+                ))
+                .into());
             }
         }
         AudienceCommand::Delete(args) => {
             audiences.delete(&args.name).map_err(usage)?;
             writeln!(out, "deleted audience {}", args.name)?;
         }
+    }
+    Ok(())
+}
+
+/// One line per audience run, and one per audience that could not run.
+pub fn print_runs(out: &mut impl Write, report: &weft_audience::service::RunAll) -> Result<()> {
+    if report.snapshots.is_empty() && report.failed.is_empty() {
+        writeln!(out, "no audiences yet: weft audience create FILE")?;
+    }
+    for s in &report.snapshots {
+        writeln!(
+            out,
+            "audience {} v{}: {} members, {} entered, {} exited",
+            s.audience, s.version, s.members, s.entered, s.exited
+        )?;
+    }
+    for (name, reason) in &report.failed {
+        writeln!(out, "audience {name} not run: {reason}")?;
     }
     Ok(())
 }
@@ -331,7 +350,7 @@ pub async fn examples(config: &Config) -> Result<ExampleReport> {
     for name in &stored {
         let size = audiences.size(&audiences.spec(name)?).await?;
         report.sizes.push((name.clone(), size.size, size.millis));
-        audiences.run(Some(name), Utc::now()).await?;
+        audiences.run(name, Utc::now()).await?;
     }
     if stored.len() >= 2 {
         report.overlap = Some(audiences.overlap(&stored).await?);

@@ -71,25 +71,8 @@ pub async fn run(config: Config, args: RunArgs) -> Result<()> {
         let store = weft_meta::Store::open(&config.data_dir)?;
         let lake = Lake::new(&config.data_dir);
         let audiences = weft_audience::service::Audiences::new(&store, &lake);
-        let snapshots = audiences
-            .run(None, chrono::Utc::now())
-            .await
-            .map_err(|error| {
-                if error.is_usage() {
-                    crate::UsageError(error.to_string()).into()
-                } else {
-                    anyhow::Error::from(error)
-                }
-            })?;
-        if snapshots.is_empty() {
-            println!("audiences: none stored (weft audience create FILE)");
-        }
-        for s in snapshots {
-            println!(
-                "audience {} v{}: {} members, {} entered, {} exited",
-                s.audience, s.version, s.members, s.entered, s.exited
-            );
-        }
+        let report = audiences.run_all(chrono::Utc::now()).await?;
+        crate::audience::print_runs(&mut std::io::stdout().lock(), &report)?;
     }
     if matches!(args.stage, None | Some(Stage::Maintain)) {
         let lake = Lake::new(&config.data_dir);

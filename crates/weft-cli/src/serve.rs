@@ -100,7 +100,7 @@ async fn run_audiences(lake: &weft_lake::Lake, data_dir: &std::path::Path) -> Re
     if store.audiences()?.is_empty() {
         return Ok(());
     }
-    for snapshot in audiences.run(None, chrono::Utc::now()).await? {
+    for snapshot in audiences.run_all(chrono::Utc::now()).await?.snapshots {
         tracing::info!(
             audience = snapshot.audience,
             members = snapshot.members,

@@ -266,14 +266,9 @@ async fn run_one(
     Path(name): Path<String>,
     Query(options): Query<Options>,
 ) -> Reply {
-    reply(
-        options
-            .audiences(&admin)?
-            .run(Some(&name), Utc::now())
-            .await?,
-    )
+    reply(options.audiences(&admin)?.run(&name, Utc::now()).await?)
 }
 
 async fn run_all(State(admin): Shared, Query(options): Query<Options>) -> Reply {
-    reply(options.audiences(&admin)?.run(None, Utc::now()).await?)
+    reply(options.audiences(&admin)?.run_all(Utc::now()).await?)
 }

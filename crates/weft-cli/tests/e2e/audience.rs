@@ -334,7 +334,7 @@ fn the_admin_api_speaks_json_and_names_what_is_wrong() {
     let run: Value = post(&format!("/admin/audiences/gb/run?as_of={AS_OF}"), "")
         .json()
         .unwrap();
-    assert_eq!(run[0]["members"], 2);
+    assert_eq!(run["members"], 2);
     let mismatched = client
         .put(server.url("/admin/audiences/gb"))
         .body("name: fr\nconditions: {trait: country, op: is_set}\n")
