@@ -340,6 +340,9 @@ pub fn check_name(name: &str, path: &str) -> Result<(), SpecError> {
 fn condition(value: &Value, path: &str) -> Result<Condition, SpecError> {
     // a bare list is "all of these"
     if let Value::Array(items) = value {
+        if items.is_empty() {
+            return Err(error(path, "an empty group: give it a condition"));
+        }
         return Ok(Condition::All(conditions(items, path)?));
     }
     let object = Object::new(value, path)?;
@@ -356,7 +359,7 @@ fn condition(value: &Value, path: &str) -> Result<Condition, SpecError> {
     let kinds: Vec<&str> = KINDS
         .iter()
         .copied()
-        .filter(|k| object.get(k).is_some())
+        .filter(|k| object.get(k).is_some_and(|v| !v.is_null()))
         .collect();
     let kind = match kinds.as_slice() {
         [kind] => *kind,
@@ -413,7 +416,7 @@ fn condition(value: &Value, path: &str) -> Result<Condition, SpecError> {
         }
         "consent" => {
             object.allow(&["consent", "value"])?;
-            let flag = object.text("consent")?.expect("the kind is there");
+            let flag = object.required_text("consent")?;
             let given = match object.get("value") {
                 None => true,
                 Some(Value::Bool(given)) => *given,
@@ -433,7 +436,7 @@ fn condition(value: &Value, path: &str) -> Result<Condition, SpecError> {
         )?)),
         "audience" => {
             object.allow(&["audience"])?;
-            let name = object.text("audience")?.expect("the kind is there");
+            let name = object.required_text("audience")?;
             check_name(&name, &inner)?;
             Ok(Condition::Audience(Named { name, path: inner }))
         }
@@ -452,7 +455,7 @@ fn conditions(items: &[Value], path: &str) -> Result<Vec<Condition>, SpecError> 
 /// `{KIND: field, op: …, value: …}`.
 fn leaf(object: &Object, kind: &str, path: &str) -> Result<Leaf, SpecError> {
     object.allow(&[kind, "op", "value"])?;
-    let field = object.text(kind)?.expect("the kind is there");
+    let field = object.required_text(kind)?;
     let (op, value) = op_and_value(object)?;
     Ok(Leaf {
         field: Named {
@@ -734,6 +737,11 @@ impl<'a> Object<'a> {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Text that must be there.
+    fn required_text(&self, key: &str) -> Result<String, SpecError> {
+        self.text(key)?.ok_or_else(|| self.missing(key))
     }
 
     fn text(&self, key: &str) -> Result<Option<String>, SpecError> {
