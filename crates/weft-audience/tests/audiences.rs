@@ -393,22 +393,3 @@ fn yaml_and_json_read_the_same() {
     assert_eq!(json, yaml);
 }
 
-#[tokio::test]
-#[ignore]
-async fn print_sql() {
-    let cases = fixture::cases();
-    let engine = Engine::from_context(fixture::session().await)
-        .await
-        .unwrap();
-    let name = std::env::var("CASE").unwrap();
-    let case = cases.cases.iter().find(|c| c.spec.name == name).unwrap();
-    let query = engine
-        .compile(&case.spec, &cases.audiences, cases.as_of)
-        .unwrap();
-    for dialect in dialect::all() {
-        println!(
-            "{}\n",
-            render(&query, dialect.as_ref(), &Tables::lake(), Shape::Members)
-        );
-    }
-}
