@@ -24,6 +24,9 @@ pub struct AudienceArgs {
     /// Timed repetitions of each query; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
+    /// Write the generated lake here and keep it (default: a temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// "Today" of the generated data.
@@ -115,7 +118,7 @@ pub async fn run(config: Config, args: AudienceArgs) -> Result<()> {
         bail!("--profiles, --events and --repeat must be at least 1");
     }
     let dir = tempfile::tempdir_in(std::env::temp_dir())?;
-    let lake = Lake::new(dir.path());
+    let lake = Lake::new(args.keep.as_deref().unwrap_or(dir.path()));
     let context = deltalake::datafusion::prelude::SessionContext::new();
     let generating = Instant::now();
     let progress = indicatif::ProgressBar::new_spinner();
