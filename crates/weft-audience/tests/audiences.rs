@@ -392,4 +392,3 @@ fn yaml_and_json_read_the_same() {
     .unwrap();
     assert_eq!(json, yaml);
 }
-
