@@ -238,8 +238,7 @@ impl Compiler<'_> {
                 name: name.to_owned(),
             });
         }
-        if let Some(kind) = self.catalog.scores.get(name) {
-            let _ = kind;
+        if self.catalog.scores.get(name).is_some() {
             uses.scores = true;
             return Ok(Column {
                 table: Table::Scores,
