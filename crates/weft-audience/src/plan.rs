@@ -343,7 +343,10 @@ impl Compiler<'_> {
             }
             Condition::Behaviour(behaviour) => {
                 let (index, empty) = self.aggregate(behaviour)?;
-                uses.aggregates.push(index);
+                // the same aggregate twice in one audience is joined once
+                if !uses.aggregates.contains(&index) {
+                    uses.aggregates.push(index);
+                }
                 let kind = match behaviour.measure {
                     Measure::Count | Measure::CountDistinct => Kind::Integer,
                     _ => Kind::Float,

@@ -185,12 +185,10 @@ impl Writer<'_> {
         }
         for index in &select.aggregates {
             let name = aggregate_cte(*index);
-            if !sql.contains(&format!("JOIN {name} ON")) {
-                let _ = writeln!(
-                    sql,
-                    "LEFT JOIN {name} ON {name}.customer_id = c.customer_id"
-                );
-            }
+            let _ = writeln!(
+                sql,
+                "LEFT JOIN {name} ON {name}.customer_id = c.customer_id"
+            );
         }
         let mut conditions = Vec::new();
         if select.current_only {
