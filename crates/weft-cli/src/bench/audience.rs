@@ -113,7 +113,7 @@ for key, sql in given["queries"].items():
 print(json.dumps(result))
 "#;
 
-pub async fn run(config: Config, args: AudienceArgs) -> Result<()> {
+pub async fn run(_config: Config, args: AudienceArgs) -> Result<()> {
     if args.profiles == 0 || args.events == 0 || args.repeat == 0 {
         bail!("--profiles, --events and --repeat must be at least 1");
     }
@@ -143,7 +143,6 @@ pub async fn run(config: Config, args: AudienceArgs) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         cfg!(debug_assertions)
     );
-    let _ = config;
 
     let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d")?
         .and_hms_opt(0, 0, 0)
@@ -179,44 +178,23 @@ pub async fn run(config: Config, args: AudienceArgs) -> Result<()> {
     let mut tables = serde_json::Map::new();
     for name in ["profiles.customers", "identity.person_map", "atomic.events"] {
         let (schema, table) = name.split_once('.').expect("schema.table");
-        let files: Vec<String> = lake
-            .table(schema, table)
-            .await?
-            .get_file_uris()?
-            .map(|uri| uri.strip_prefix("file://").unwrap_or(&uri).to_owned())
-            .collect();
-        tables.insert(name.into(), files.into());
+        tables.insert(
+            name.into(),
+            super::live_files(&lake, schema, table).await?.into(),
+        );
     }
     let queries = serde_json::json!({
         "size": render(&traits, &DuckDb, &Tables::lake(), Shape::Count),
         "members": render(&behaviour, &DuckDb, &Tables::lake(), Shape::Members),
     });
     let given = serde_json::json!({ "tables": tables, "queries": queries, "repeat": args.repeat });
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", DUCKDB_SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("python3 is needed to run DuckDB")?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().context("python3's stdin")?;
-        stdin.write_all(given.to_string().as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        println!(
-            "DuckDB     not compared: pip install duckdb ({})",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return Ok(());
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("DuckDB script output")?;
+    let result = match super::python_json(DUCKDB_SCRIPT, &given) {
+        Ok(result) => result,
+        Err(error) => {
+            println!("DuckDB     not compared: pip install duckdb ({error})");
+            return Ok(());
+        }
+    };
     println!(
         "DuckDB {}  trait-only size {:.0} ms ({} customers); full behavioural membership {:.0} ms ({} members); the same SQL on the same Parquet files",
         result["version"].as_str().unwrap_or("?"),

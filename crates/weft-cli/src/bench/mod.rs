@@ -306,3 +306,44 @@ async fn one_connection(
     }
     Ok((acknowledged, ok, errors, latencies))
 }
+
+/// The local paths of a Delta table's live Parquet files, for engines that read Parquet.
+async fn live_files(lake: &weft_lake::Lake, schema: &str, table: &str) -> Result<Vec<String>> {
+    Ok(lake
+        .table(schema, table)
+        .await?
+        .get_file_uris()?
+        .map(|uri| uri.strip_prefix("file://").unwrap_or(&uri).to_owned())
+        .collect())
+}
+
+/// Runs a Python script with `input` as JSON on its stdin (file lists do not
+/// fit in an argument list) and reads the JSON its last stdout line prints;
+/// a failure carries the script's last stderr line.
+fn python_json(script: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("python3 is needed to compare")?;
+    child
+        .stdin
+        .take()
+        .context("python3's stdin")?
+        .write_all(input.to_string().as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).context("the script's output")
+}

@@ -306,37 +306,10 @@ async fn duckdb_time(lake: &Lake, config: &Config) -> Result<(String, f64, Strin
         .into_iter()
         .filter(|(name, _)| COMPARED.contains(name))
         .collect();
-    let table = lake.table("atomic", "events").await?;
-    let files: Vec<String> = table
-        .get_file_uris()?
-        .map(|uri| uri.strip_prefix("file://").unwrap_or(&uri).to_owned())
-        .collect();
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", DUCKDB_SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("python3 is needed to run DuckDB")?;
+    let files = super::live_files(lake, "atomic", "events").await?;
     let given = serde_json::json!({ "files": files, "statements": statements });
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().context("python3's stdin")?;
-        stdin.write_all(given.to_string().as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "pip install duckdb to compare ({})",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .context("DuckDB script output")?;
+    let result = super::python_json(DUCKDB_SCRIPT, &given)
+        .map_err(|error| anyhow::anyhow!("pip install duckdb to compare ({error})"))?;
     Ok((
         result["version"].as_str().unwrap_or("?").to_owned(),
         result["seconds"].as_f64().context("DuckDB script output")?,
