@@ -4,19 +4,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 use weft_lake::catalog::Lake;
 
+use crate::Result;
 use crate::catalog::{Catalog, Columns};
 use crate::dialect::DataFusion;
 use crate::plan::{self, Audiences, Query};
 use crate::spec::Spec;
 use crate::sql::{self, Shape, TABLES, Tables};
-use crate::{AudienceError, Result};
 
 /// A session over the tables audiences read, and what they hold.
 pub struct Engine {
@@ -118,38 +118,20 @@ impl Engine {
         let batches = self.members(&only_ids).await?;
         let mut ids = BTreeSet::new();
         for batch in &batches {
-            let column = batch.column(0);
-            let strings = match column.data_type() {
-                DataType::Utf8View => column
-                    .as_string_view()
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>(),
-                DataType::LargeUtf8 => column
-                    .as_string::<i64>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned)
-                    .collect(),
-                DataType::Utf8 => column
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned)
-                    .collect(),
-                other => {
-                    return Err(AudienceError::from(
-                        deltalake::datafusion::error::DataFusionError::Plan(format!(
-                            "customer_id is {other}, not text"
-                        )),
-                    ));
-                }
-            };
-            ids.extend(strings);
+            ids.extend(texts(batch.column(0))?.into_iter().flatten());
         }
         Ok(ids)
     }
+}
+
+/// A text column's values, whatever its string layout (Utf8, LargeUtf8, views).
+pub(crate) fn texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let cast = deltalake::arrow::compute::cast(column, &DataType::Utf8)?;
+    Ok(cast
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect())
 }
 
 /// How two or more audiences share customers.

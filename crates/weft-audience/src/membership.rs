@@ -76,7 +76,7 @@ pub async fn history(lake: &Lake, audience: &str) -> Result<Vec<Stay>> {
         .await?;
     let mut stays = Vec::new();
     for batch in &batches {
-        let ids = text(batch.column(0))?;
+        let ids = crate::engine::texts(batch.column(0))?;
         let entered = batch
             .column(1)
             .as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
@@ -85,7 +85,7 @@ pub async fn history(lake: &Lake, audience: &str) -> Result<Vec<Stay>> {
             .as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
         for (row, id) in ids.into_iter().enumerate() {
             stays.push(Stay {
-                customer_id: id,
+                customer_id: id.unwrap_or_default(),
                 entered_at: entered.value(row),
                 exited_at: (!exited.is_null(row)).then(|| exited.value(row)),
             });
@@ -93,15 +93,6 @@ pub async fn history(lake: &Lake, audience: &str) -> Result<Vec<Stay>> {
     }
     stays.sort_by(|a, b| (a.entered_at, &a.customer_id).cmp(&(b.entered_at, &b.customer_id)));
     Ok(stays)
-}
-
-fn text(column: &ArrayRef) -> Result<Vec<String>> {
-    let cast = deltalake::arrow::compute::cast(column, &DataType::Utf8)?;
-    Ok(cast
-        .as_string::<i32>()
-        .iter()
-        .map(|v| v.unwrap_or_default().to_owned())
-        .collect())
 }
 
 /// The stays after a run whose members are `members`: members not in the

@@ -49,10 +49,11 @@ pub enum Target {
         key: String,
         context: bool,
     },
-    /// The value of aggregate `n`, and what a customer without rows has.
+    /// The value of aggregate `n`; `zero_when_empty`: a customer without
+    /// rows has 0 (counts and sums) rather than no value.
     Aggregate {
         index: usize,
-        empty: Option<i64>,
+        zero_when_empty: bool,
     },
 }
 
@@ -342,7 +343,7 @@ impl Compiler<'_> {
                 }
             }
             Condition::Behaviour(behaviour) => {
-                let (index, empty) = self.aggregate(behaviour)?;
+                let (index, zero_when_empty) = self.aggregate(behaviour)?;
                 // the same aggregate twice in one audience is joined once
                 if !uses.aggregates.contains(&index) {
                     uses.aggregates.push(index);
@@ -369,7 +370,13 @@ impl Compiler<'_> {
                         "a behaviour compares its number with eq, ne, lt, lte, gt, gte or between",
                     ));
                 }
-                Expr::Test(Target::Aggregate { index, empty }, self.test(&leaf, kind)?)
+                Expr::Test(
+                    Target::Aggregate {
+                        index,
+                        zero_when_empty,
+                    },
+                    self.test(&leaf, kind)?,
+                )
             }
             Condition::Audience(named) => Expr::Member(self.reference(named)?),
         })
@@ -411,7 +418,7 @@ impl Compiler<'_> {
         Ok(self.subs.len() - 1)
     }
 
-    fn aggregate(&mut self, behaviour: &Behaviour) -> Result<(usize, Option<i64>), SpecError> {
+    fn aggregate(&mut self, behaviour: &Behaviour) -> Result<(usize, bool), SpecError> {
         let columns = self.catalog.source(behaviour.source);
         let table = behaviour.source.table();
         if columns.names().next().is_none() {
@@ -517,11 +524,10 @@ impl Compiler<'_> {
             of,
         };
         // customers with no rows count 0 (and sum 0); min, max and avg are missing
-        let empty = matches!(
+        let zero_when_empty = matches!(
             behaviour.measure,
             Measure::Count | Measure::CountDistinct | Measure::Sum
-        )
-        .then_some(0);
+        );
         let index = match self.aggregates.iter().position(|a| *a == aggregate) {
             Some(index) => index,
             None => {
@@ -529,7 +535,7 @@ impl Compiler<'_> {
                 self.aggregates.len() - 1
             }
         };
-        Ok((index, empty))
+        Ok((index, zero_when_empty))
     }
 
     /// The test of `leaf` on a value of `kind`, its value checked.
@@ -700,20 +706,26 @@ fn literal(
             let text = value
                 .as_str()
                 .ok_or_else(|| expected("a date or a UTC time, YYYY-MM-DD[THH:MM:SS]"))?;
-            let parsed = chrono::DateTime::parse_from_rfc3339(text)
-                .map(|t| t.naive_utc())
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S"))
-                .or_else(|_| {
-                    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-                });
-            parsed
+            parse_time(text)
                 .map(Literal::Timestamp)
-                .map_err(|_| expected("a date or a UTC time, YYYY-MM-DD[THH:MM:SS]"))
+                .ok_or_else(|| expected("a date or a UTC time, YYYY-MM-DD[THH:MM:SS]"))
         }
         Kind::Json | Kind::Other => Err(expected("nothing: only is_set / not_set apply")),
     }
+}
+
+/// A UTC time as specs and `--as-of` write it: `YYYY-MM-DD` (midnight),
+/// `YYYY-MM-DDTHH:MM:SS`, with a space for the T, or RFC 3339 with an offset.
+pub fn parse_time(text: &str) -> Option<NaiveDateTime> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S"))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        })
+        .ok()
 }
 
 /// Text a spec may carry into SQL: anything but NUL, which no engine stores.

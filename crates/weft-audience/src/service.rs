@@ -25,10 +25,17 @@ pub struct Stored<'a>(pub &'a Store);
 
 impl plan::Audiences for Stored<'_> {
     fn spec(&self, name: &str) -> Option<Spec> {
-        let stored = self.0.audience(name).ok()??;
-        let value: Value = serde_json::from_str(&stored.spec).ok()?;
-        spec::from_value(&value).ok()
+        stored_spec(&self.0.audience(name).ok()??).ok()
     }
+}
+
+/// The spec of a stored version.
+fn stored_spec(stored: &StoredAudience) -> Result<Spec> {
+    let value: Value = serde_json::from_str(&stored.spec).map_err(|e| SpecError {
+        path: "$".into(),
+        reason: format!("the stored spec is not JSON: {e}"),
+    })?;
+    Ok(spec::from_value(&value)?)
 }
 
 /// One audience in a listing.
@@ -75,29 +82,52 @@ impl<'a> Audiences<'a> {
     }
 
     /// Checks a spec (JSON or YAML text) against the lake: its value and spec.
-    pub async fn check(&self, text: &str) -> Result<(Value, Spec, Query)> {
+    pub async fn check(&self, text: &str) -> Result<(Value, Spec)> {
         let value = spec::parse_value(text)?;
         let spec = spec::from_value(&value)?;
+        self.verify(&spec).await?;
+        Ok((value, spec))
+    }
+
+    /// Whether a spec compiles against the lake and the stored audiences.
+    async fn verify(&self, spec: &Spec) -> Result<()> {
         let engine = Engine::open(self.lake).await?;
-        let query = engine.compile(&spec, &Stored(self.store), self.as_of)?;
-        Ok((value, spec, query))
+        self.compiled(&engine, spec).await.map(|_| ())
     }
 
     /// Stores a new audience (version 1) once it checks.
     pub async fn create(&self, text: &str) -> Result<StoredAudience> {
-        let (value, spec, _) = self.check(text).await?;
+        let (value, spec) = self.check(text).await?;
         Ok(self.store.create_audience(&spec.name, &canonical(&value))?)
     }
 
     /// Stores a changed audience as its next version once it checks; one
     /// that does not exist yet is created.
     pub async fn update(&self, text: &str) -> Result<StoredAudience> {
-        let (value, spec, _) = self.check(text).await?;
-        let json = canonical(&value);
-        match self.store.update_audience(&spec.name, &json) {
-            Err(weft_meta::MetaError::Missing(_)) => {
-                Ok(self.store.create_audience(&spec.name, &json)?)
+        let (value, spec) = self.check(text).await?;
+        self.store_version(&spec.name, &value)
+    }
+
+    /// `update`, for a caller that names the audience apart from the spec
+    /// (an API's URL): the spec must carry that name.
+    pub async fn update_named(&self, name: &str, text: &str) -> Result<StoredAudience> {
+        let value = spec::parse_value(text)?;
+        let spec = spec::from_value(&value)?;
+        if spec.name != name {
+            return Err(SpecError {
+                path: "$.name".into(),
+                reason: format!("the spec names {:?}, the URL {name:?}", spec.name),
             }
+            .into());
+        }
+        self.verify(&spec).await?;
+        self.store_version(name, &value)
+    }
+
+    fn store_version(&self, name: &str, value: &Value) -> Result<StoredAudience> {
+        let json = canonical(value);
+        match self.store.update_audience(name, &json) {
+            Err(weft_meta::MetaError::Missing(_)) => Ok(self.store.create_audience(name, &json)?),
             other => Ok(other?),
         }
     }
@@ -150,12 +180,7 @@ impl<'a> Audiences<'a> {
 
     /// The stored audience's spec.
     pub fn spec(&self, name: &str) -> Result<Spec> {
-        let stored = self.stored(name)?;
-        let value: Value = serde_json::from_str(&stored.spec).map_err(|e| SpecError {
-            path: "$".into(),
-            reason: format!("the stored spec is not JSON: {e}"),
-        })?;
-        Ok(spec::from_value(&value)?)
+        stored_spec(&self.stored(name)?)
     }
 
     async fn compiled(&self, engine: &Engine, spec: &Spec) -> Result<Query> {
@@ -251,7 +276,7 @@ impl<'a> Audiences<'a> {
         audience: &StoredAudience,
         at: DateTime<Utc>,
     ) -> Result<Snapshot> {
-        let spec = self.spec(&audience.name)?;
+        let spec = stored_spec(audience)?;
         let query = self.compiled(engine, &spec).await?;
         let members = engine.member_ids(&query).await?;
         membership::record(self.lake, &audience.name, audience.version, &members, at).await

@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use chrono::NaiveDateTime;
-
 use crate::dialect::Dialect;
 use crate::plan::{Aggregate, Column, Compare, Expr, Literal, Query, Select, Table, Target, Test};
 use crate::spec::Measure;
@@ -132,9 +130,9 @@ impl Writer<'_> {
         let time = column(aggregate.source.time_column());
         let mut conditions = Vec::new();
         if let Some(since) = aggregate.since {
-            conditions.push(format!("{time} >= {}", self.timestamp(since)));
+            conditions.push(format!("{time} >= {}", d.timestamp(since)));
         }
-        conditions.push(format!("{time} < {}", self.timestamp(aggregate.until)));
+        conditions.push(format!("{time} < {}", d.timestamp(aggregate.until)));
         for filter in &aggregate.filters {
             conditions.push(self.expr(filter, false));
         }
@@ -150,10 +148,6 @@ impl Writer<'_> {
             conditions.join("\n    AND "),
         );
         sql
-    }
-
-    fn timestamp(&self, time: NaiveDateTime) -> String {
-        self.dialect.timestamp(time)
     }
 
     fn column(&self, column: &Column) -> String {
@@ -260,11 +254,15 @@ impl Writer<'_> {
                         key,
                         context,
                     } => d.json_text(&format!("e.{}", d.ident(column)), key, *context),
-                    Target::Aggregate { index, empty } => {
+                    Target::Aggregate {
+                        index,
+                        zero_when_empty,
+                    } => {
                         let name = format!("{}.value", aggregate_cte(*index));
-                        match empty {
-                            Some(zero) => format!("coalesce({name}, {zero})"),
-                            None => name,
+                        if *zero_when_empty {
+                            format!("coalesce({name}, 0)")
+                        } else {
+                            name
                         }
                     }
                 };
@@ -344,7 +342,13 @@ fn nullable(expr: &Expr) -> bool {
     match expr {
         Expr::And(items) | Expr::Or(items) => items.iter().any(nullable),
         Expr::Not(_) | Expr::Member(_) => false,
-        Expr::Test(Target::Aggregate { empty: Some(_), .. }, _) => false,
+        Expr::Test(
+            Target::Aggregate {
+                zero_when_empty: true,
+                ..
+            },
+            _,
+        ) => false,
         Expr::Test(
             _,
             Test::NotEqual(_)

@@ -8,7 +8,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use weft_audience::engine::Engine;
-use weft_audience::spec;
+use weft_audience::spec::{self, Op};
 
 const WORDS: &[&str] = &[
     "name",
@@ -163,7 +163,7 @@ fn spec_like() -> impl Strategy<Value = Value> {
         .collect();
     let words = prop_oneof![
         3 => json(),
-        1 => proptest::sample::select(Vec::from(OPS)).prop_map(Value::from),
+        1 => proptest::sample::select(Vec::from(Op::ALL)).prop_map(|op| Value::from(op.name())),
         1 => proptest::sample::select(Vec::from(FIELDS)).prop_map(Value::from),
     ];
     (
@@ -196,23 +196,6 @@ const FIELDS: &[&str] = &[
     "consent_marketing",
     "value",
     "categories",
-];
-const OPS: &[&str] = &[
-    "eq",
-    "ne",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "between",
-    "in",
-    "not_in",
-    "contains",
-    "starts_with",
-    "is_set",
-    "not_set",
-    "within_days",
-    "older_than_days",
 ];
 
 proptest! {

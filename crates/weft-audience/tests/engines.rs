@@ -10,7 +10,6 @@ mod fixture;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use deltalake::protocol::SaveMode;
 use serde_json::{Value, json};
 use weft_audience::dialect;
 use weft_audience::engine::Engine;
@@ -21,29 +20,15 @@ use weft_lake::catalog::Lake;
 async fn every_dialect_returns_the_members_datafusion_returns() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
-    // the hand-built tables, written as the lake's Delta tables
-    let session = fixture::session().await;
-    let mut paths = BTreeMap::new();
-    for name in TABLES {
-        let (schema, table) = name.split_once('.').unwrap();
-        let Ok(frame) = session.table(name).await else {
-            continue;
-        };
-        let batches = frame.collect().await.unwrap();
-        lake.table(schema, table)
-            .await
-            .unwrap()
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .await
-            .unwrap();
-        paths.insert(
-            name.to_owned(),
-            lake.table_path(schema, table)
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
+    let paths: BTreeMap<&str, String> = fixture::write_lake(dir.path())
+        .await
+        .into_iter()
+        .map(|name| {
+            let (schema, table) = name.split_once('.').unwrap();
+            let path = lake.table_path(schema, table);
+            (name, path.to_string_lossy().into_owned())
+        })
+        .collect();
     let engine = Engine::open(&lake).await.unwrap();
     let cases = fixture::cases();
     // Spark reads the Delta tables as temporary views named schema_table

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chrono::{NaiveDate, NaiveDateTime, Utc};
+use chrono::{NaiveDateTime, Utc};
 use clap::{Args, Subcommand};
 use weft_audience::AudienceError;
 use weft_audience::service::Audiences;
@@ -290,17 +290,12 @@ fn as_of(args: &AsOf) -> Result<NaiveDateTime> {
     let Some(text) = &args.as_of else {
         return Ok(Utc::now().naive_utc());
     };
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-        .or_else(|_| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-        })
-        .map_err(|_| {
-            UsageError(format!(
-                "--as-of {text:?}: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
-            ))
-            .into()
-        })
+    weft_audience::plan::parse_time(text).ok_or_else(|| {
+        UsageError(format!(
+            "--as-of {text:?}: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
+        ))
+        .into()
+    })
 }
 
 /// The example audiences the quickstart stores, runs and sizes.

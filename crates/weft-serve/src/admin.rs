@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{NaiveDate, NaiveDateTime, Utc};
+use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -114,12 +114,8 @@ impl Options {
     fn audiences<'a>(&self, admin: &'a Admin) -> Result<Audiences<'a>, Failure> {
         let mut audiences = Audiences::new(&admin.store, &admin.lake);
         if let Some(text) = &self.as_of {
-            audiences.as_of = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-                .or_else(|_| {
-                    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-                })
-                .map_err(|_| bad_request(format!("as_of {text:?}: YYYY-MM-DD[THH:MM:SS]")))?;
+            audiences.as_of = weft_audience::plan::parse_time(text)
+                .ok_or_else(|| bad_request(format!("as_of {text:?}: YYYY-MM-DD[THH:MM:SS]")))?;
         }
         Ok(audiences)
     }
@@ -163,14 +159,10 @@ async fn update(
     Query(options): Query<Options>,
     body: Bytes,
 ) -> Reply {
-    let spec = parsed(&body)?;
-    if spec.name != name {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            json!({ "path": "$.name", "reason": format!("the spec names {:?}, the URL {name:?}", spec.name) }),
-        ));
-    }
-    let stored = options.audiences(&admin)?.update(text(&body)?).await?;
+    let stored = options
+        .audiences(&admin)?
+        .update_named(&name, text(&body)?)
+        .await?;
     reply(json!({ "name": stored.name, "version": stored.version }))
 }
 

@@ -1,4 +1,4 @@
-use super::Dialect;
+use super::{Dialect, json_path};
 
 /// DuckDB.
 pub struct DuckDb;
@@ -9,12 +9,10 @@ impl Dialect for DuckDb {
     }
 
     fn json_text(&self, column: &str, key: &str, context: bool) -> String {
-        let path = if context {
-            format!("$[0].{key}")
-        } else {
-            format!("$.{key}")
-        };
-        format!("json_extract_string({column}, {})", self.string(&path))
+        format!(
+            "json_extract_string({column}, {})",
+            self.string(&json_path(key, context))
+        )
     }
 
     fn list_contains(&self, list: &str, value: &str) -> String {

@@ -204,6 +204,16 @@ pub fn quote_ident_if_needed(name: &str, quote: char) -> String {
     }
 }
 
+/// The JSONPath of `key` in a self-describing column: `$.key`, or
+/// `$[0].key` in a context column's first entity.
+pub fn json_path(key: &str, context: bool) -> String {
+    if context {
+        format!("$[0].{key}")
+    } else {
+        format!("$.{key}")
+    }
+}
+
 /// Standard SQL: quotes doubled, nothing else special (PostgreSQL with
 /// standard_conforming_strings, DuckDB, DataFusion).
 pub fn standard_string(value: &str) -> String {

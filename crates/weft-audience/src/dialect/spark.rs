@@ -1,4 +1,4 @@
-use super::{Dialect, backslash_string, quote_ident_if_needed};
+use super::{Dialect, backslash_string, json_path, quote_ident_if_needed};
 
 /// Spark SQL, as Databricks speaks it: backticks, backslash escapes.
 pub struct Spark;
@@ -17,12 +17,10 @@ impl Dialect for Spark {
     }
 
     fn json_text(&self, column: &str, key: &str, context: bool) -> String {
-        let path = if context {
-            format!("$[0].{key}")
-        } else {
-            format!("$.{key}")
-        };
-        format!("get_json_object({column}, {})", self.string(&path))
+        format!(
+            "get_json_object({column}, {})",
+            self.string(&json_path(key, context))
+        )
     }
 
     fn list_contains(&self, list: &str, value: &str) -> String {

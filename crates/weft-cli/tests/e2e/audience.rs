@@ -5,52 +5,19 @@
 
 use std::path::Path;
 
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::protocol::SaveMode;
 use serde_json::Value;
 
 use crate::{Server, sql, weft};
 
+#[path = "../../../weft-audience/tests/fixture/mod.rs"]
+mod fixture;
+
 const AS_OF: &str = "2026-12-01";
 
-/// Writes the fixture's tables into `data_dir`'s lake.
+/// The weft-audience tests' hand-built tables, written into `data_dir`'s lake.
 fn fixture_lake(data_dir: &Path) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let context = SessionContext::new();
-        let script = include_str!("../../../weft-audience/tests/fixture/tables.sql");
-        for statement in script.split(";\n") {
-            let statement: String = statement
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !statement.trim().is_empty() {
-                context
-                    .sql(&statement)
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap();
-            }
-        }
-        let lake = weft_lake::Lake::new(data_dir);
-        for name in weft_audience::sql::TABLES {
-            let (schema, table) = name.split_once('.').unwrap();
-            let Ok(frame) = context.table(name).await else {
-                continue;
-            };
-            let batches = frame.collect().await.unwrap();
-            lake.table(schema, table)
-                .await
-                .unwrap()
-                .write(batches)
-                .with_save_mode(SaveMode::Append)
-                .await
-                .unwrap();
-        }
-    });
+    runtime.block_on(fixture::write_lake(data_dir));
 }
 
 fn audience(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
