@@ -76,7 +76,7 @@ impl AudienceError {
             AudienceError::Spec(_)
                 | AudienceError::Missing(_)
                 | AudienceError::Meta(
-                    weft_meta::MetaError::Exists(_) | weft_meta::MetaError::Missing(_)
+                    weft_meta::MetaError::Exists(..) | weft_meta::MetaError::Missing(..)
                 )
         )
     }

@@ -10,7 +10,7 @@ use deltalake::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde_json::Value;
 use weft_lake::catalog::Lake;
-use weft_meta::{Store, StoredAudience};
+use weft_meta::{Definition, Kind, Store};
 
 use crate::dialect;
 use crate::engine::{Engine, Overlap, overlap};
@@ -25,12 +25,12 @@ pub struct Stored<'a>(pub &'a Store);
 
 impl plan::Audiences for Stored<'_> {
     fn spec(&self, name: &str) -> Option<Spec> {
-        stored_spec(&self.0.audience(name).ok()??).ok()
+        stored_spec(&self.0.get(Kind::Audience, name).ok()??).ok()
     }
 }
 
 /// The spec of a stored version.
-fn stored_spec(stored: &StoredAudience) -> Result<Spec> {
+fn stored_spec(stored: &Definition) -> Result<Spec> {
     let value: Value = serde_json::from_str(&stored.spec).map_err(|e| SpecError {
         path: "$".into(),
         reason: format!("the stored spec is not JSON: {e}"),
@@ -96,21 +96,23 @@ impl<'a> Audiences<'a> {
     }
 
     /// Stores a new audience (version 1) once it checks.
-    pub async fn create(&self, text: &str) -> Result<StoredAudience> {
+    pub async fn create(&self, text: &str) -> Result<Definition> {
         let (value, spec) = self.check(text).await?;
-        Ok(self.store.create_audience(&spec.name, &canonical(&value))?)
+        Ok(self
+            .store
+            .create(Kind::Audience, &spec.name, &canonical(&value))?)
     }
 
     /// Stores a changed audience as its next version once it checks; one
     /// that does not exist yet is created.
-    pub async fn update(&self, text: &str) -> Result<StoredAudience> {
+    pub async fn update(&self, text: &str) -> Result<Definition> {
         let (value, spec) = self.check(text).await?;
         self.store_version(&spec.name, &value)
     }
 
     /// `update`, for a caller that names the audience apart from the spec
     /// (an API's URL): the spec must carry that name.
-    pub async fn update_named(&self, name: &str, text: &str) -> Result<StoredAudience> {
+    pub async fn update_named(&self, name: &str, text: &str) -> Result<Definition> {
         let value = spec::parse_value(text)?;
         let spec = spec::from_value(&value)?;
         if spec.name != name {
@@ -124,18 +126,14 @@ impl<'a> Audiences<'a> {
         self.store_version(name, &value)
     }
 
-    fn store_version(&self, name: &str, value: &Value) -> Result<StoredAudience> {
-        let json = canonical(value);
-        match self.store.update_audience(name, &json) {
-            Err(weft_meta::MetaError::Missing(_)) => Ok(self.store.create_audience(name, &json)?),
-            other => Ok(other?),
-        }
+    fn store_version(&self, name: &str, value: &Value) -> Result<Definition> {
+        Ok(self.store.upsert(Kind::Audience, name, &canonical(value))?)
     }
 
     pub fn list(&self) -> Result<Vec<Summary>> {
         Ok(self
             .store
-            .audiences()?
+            .all(Kind::Audience)?
             .into_iter()
             .map(|stored| {
                 let description = serde_json::from_str::<Value>(&stored.spec)
@@ -155,7 +153,7 @@ impl<'a> Audiences<'a> {
         let stored = self.stored(name)?;
         let versions = self
             .store
-            .audience_versions(name)?
+            .versions(Kind::Audience, name)?
             .into_iter()
             .map(|v| (v.version, v.created_at))
             .collect();
@@ -169,12 +167,12 @@ impl<'a> Audiences<'a> {
     }
 
     pub fn delete(&self, name: &str) -> Result<()> {
-        Ok(self.store.delete_audience(name)?)
+        Ok(self.store.delete(Kind::Audience, name)?)
     }
 
-    fn stored(&self, name: &str) -> Result<StoredAudience> {
+    fn stored(&self, name: &str) -> Result<Definition> {
         self.store
-            .audience(name)?
+            .get(Kind::Audience, name)?
             .ok_or_else(|| AudienceError::Missing(name.to_owned()))
     }
 
@@ -257,7 +255,7 @@ impl<'a> Audiences<'a> {
     pub async fn run_all(&self, at: DateTime<Utc>) -> Result<RunAll> {
         let engine = Engine::open(self.lake).await?;
         let mut report = RunAll::default();
-        for audience in self.store.audiences()? {
+        for audience in self.store.all(Kind::Audience)? {
             match self.run_on(&engine, &audience, at).await {
                 Ok(snapshot) => report.snapshots.push(snapshot),
                 Err(error) if error.is_usage() => {
@@ -273,7 +271,7 @@ impl<'a> Audiences<'a> {
     async fn run_on(
         &self,
         engine: &Engine,
-        audience: &StoredAudience,
+        audience: &Definition,
         at: DateTime<Utc>,
     ) -> Result<Snapshot> {
         let spec = stored_spec(audience)?;

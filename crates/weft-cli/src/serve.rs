@@ -97,7 +97,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<()> {
 async fn run_audiences(lake: &weft_lake::Lake, data_dir: &std::path::Path) -> Result<()> {
     let store = weft_meta::Store::open(data_dir)?;
     let audiences = weft_audience::service::Audiences::new(&store, lake);
-    if store.audiences()?.is_empty() {
+    if store.all(weft_meta::Kind::Audience)?.is_empty() {
         return Ok(());
     }
     for snapshot in audiences.run_all(chrono::Utc::now()).await?.snapshots {

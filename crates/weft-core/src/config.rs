@@ -36,6 +36,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub identity: IdentityConfig,
     pub ml: MlConfig,
+    pub activation: ActivationConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             model: ModelConfig::default(),
             identity: IdentityConfig::default(),
             ml: MlConfig::default(),
+            activation: ActivationConfig::default(),
         }
     }
 }
@@ -735,6 +737,18 @@ fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBu
             .map(PathBuf::from)
             .collect(),
     })
+}
+
+/// Activation: where syncs deliver. Destinations are defined here, by the
+/// people who hold their credentials, and named by syncs; a secret can come
+/// from the environment (`WEFT_ACTIVATION__DESTINATIONS__CRM__API_KEY`), and
+/// never appears in a sync's spec, a log or a table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// Destination name → its settings (`type` = webhook, files, postgres,
+    /// braze, meta or salesforce, and that type's keys; see the README).
+    pub destinations: BTreeMap<String, serde_json::Value>,
 }
 
 impl Config {

@@ -1,6 +1,10 @@
 //! The metadata store: what users define rather than what the pipeline
-//! computes (audience specs, each change a new version). SQLite in
+//! computes (audience, sync and journey specs, each change a new version),
+//! and what activation must remember between runs (`state`: what each sync
+//! last delivered, its failed rows, journey assignments). SQLite in
 //! `data_dir/meta.sqlite`, one file, safe to open from several processes.
+
+pub mod state;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,17 +17,52 @@ use serde::Serialize;
 pub enum MetaError {
     #[error("metadata store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("an audience named {0:?} already exists: update it instead")]
-    Exists(String),
-    #[error("no audience named {0:?}")]
-    Missing(String),
+    #[error("{article} named {1:?} already exists: update it instead", article = .0.article())]
+    Exists(Kind, String),
+    #[error("no {noun} named {1:?}", noun = .0.noun())]
+    Missing(Kind, String),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
-/// One stored version of an audience.
+/// What users define: each kind its own table of versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Audience,
+    Sync,
+    Journey,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Kind::Audience => "audiences",
+            Kind::Sync => "syncs",
+            Kind::Journey => "journeys",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Audience => "audience",
+            Kind::Sync => "sync",
+            Kind::Journey => "journey",
+        }
+    }
+
+    fn article(self) -> &'static str {
+        match self {
+            Kind::Audience => "an audience",
+            Kind::Sync => "a sync",
+            Kind::Journey => "a journey",
+        }
+    }
+}
+
+/// One stored version of a definition (an audience, a sync, a journey).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredAudience {
+pub struct Definition {
     pub name: String,
     pub version: i64,
     /// The spec as JSON.
@@ -52,16 +91,23 @@ impl Store {
         // another process writing waits rather than failing
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.execute_batch(
-            "CREATE TABLE IF NOT EXISTS audiences (
-                name TEXT NOT NULL,
-                version INTEGER NOT NULL,
-                spec TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                deleted INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (name, version)
-            );",
-        )?;
+        // WAL keeps a committed transaction through a process crash; an OS
+        // crash may lose the last ones, which a rerun sends again
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        for kind in [Kind::Audience, Kind::Sync, Kind::Journey] {
+            connection.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    name TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    spec TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (name, version)
+                );",
+                kind.table()
+            ))?;
+        }
+        connection.execute_batch(state::SCHEMA)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -72,98 +118,127 @@ impl Store {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a new audience as version 1.
-    pub fn create_audience(&self, name: &str, spec: &str) -> Result<StoredAudience> {
+    /// Stores a new definition as version 1.
+    pub fn create(&self, kind: Kind, name: &str, spec: &str) -> Result<Definition> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        if latest(&transaction, name)?.is_some() {
-            return Err(MetaError::Exists(name.to_owned()));
+        if latest(&transaction, kind, name)?.is_some() {
+            return Err(MetaError::Exists(kind, name.to_owned()));
         }
         let next: i64 = transaction.query_row(
-            "SELECT coalesce(max(version), 0) + 1 FROM audiences WHERE name = ?1",
+            &format!(
+                "SELECT coalesce(max(version), 0) + 1 FROM {} WHERE name = ?1",
+                kind.table()
+            ),
             params![name],
             |row| row.get(0),
         )?;
-        let stored = insert(&transaction, name, next, spec)?;
+        let stored = insert(&transaction, kind, name, next, spec)?;
         transaction.commit()?;
         Ok(stored)
     }
 
-    /// Stores `spec` as the audience's next version; an unchanged spec keeps
-    /// the current version.
-    pub fn update_audience(&self, name: &str, spec: &str) -> Result<StoredAudience> {
+    /// Stores `spec` as the definition's next version; an unchanged spec
+    /// keeps the current version.
+    pub fn update(&self, kind: Kind, name: &str, spec: &str) -> Result<Definition> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        let current = latest(&transaction, name)?.ok_or_else(|| MetaError::Missing(name.into()))?;
+        let current = latest(&transaction, kind, name)?
+            .ok_or_else(|| MetaError::Missing(kind, name.into()))?;
         if current.spec == spec {
             return Ok(current);
         }
-        let stored = insert(&transaction, name, current.version + 1, spec)?;
+        let stored = insert(&transaction, kind, name, current.version + 1, spec)?;
         transaction.commit()?;
         Ok(stored)
     }
 
-    /// The current version of an audience.
-    pub fn audience(&self, name: &str) -> Result<Option<StoredAudience>> {
-        latest(&self.connection(), name)
+    /// `update`, or `create` for a name not stored yet.
+    pub fn upsert(&self, kind: Kind, name: &str, spec: &str) -> Result<Definition> {
+        match self.update(kind, name, spec) {
+            Err(MetaError::Missing(..)) => self.create(kind, name, spec),
+            other => other,
+        }
     }
 
-    /// Every version of an audience, oldest first.
-    pub fn audience_versions(&self, name: &str) -> Result<Vec<StoredAudience>> {
+    /// The current version of a definition.
+    pub fn get(&self, kind: Kind, name: &str) -> Result<Option<Definition>> {
+        latest(&self.connection(), kind, name)
+    }
+
+    /// Every version of a definition, oldest first.
+    pub fn versions(&self, kind: Kind, name: &str) -> Result<Vec<Definition>> {
         let connection = self.connection();
-        let mut statement = connection.prepare(
-            "SELECT name, version, spec, created_at FROM audiences
+        let mut statement = connection.prepare(&format!(
+            "SELECT name, version, spec, created_at FROM {}
              WHERE name = ?1 AND deleted = 0 ORDER BY version",
-        )?;
+            kind.table()
+        ))?;
         let rows = statement.query_map(params![name], stored)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The current version of every audience, by name.
-    pub fn audiences(&self) -> Result<Vec<StoredAudience>> {
+    /// The current version of every definition of a kind, by name.
+    pub fn all(&self, kind: Kind) -> Result<Vec<Definition>> {
         let connection = self.connection();
-        let mut statement = connection.prepare(
-            "SELECT a.name, a.version, a.spec, a.created_at FROM audiences a
+        let mut statement = connection.prepare(&format!(
+            "SELECT a.name, a.version, a.spec, a.created_at FROM {0} a
              WHERE a.deleted = 0
-               AND a.version = (SELECT max(version) FROM audiences b WHERE b.name = a.name)
+               AND a.version = (SELECT max(version) FROM {0} b WHERE b.name = a.name)
              ORDER BY a.name",
-        )?;
+            kind.table()
+        ))?;
         let rows = statement.query_map([], stored)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Removes an audience (its versions are kept, marked deleted, so its
+    /// Removes a definition (its versions are kept, marked deleted, so its
     /// history still explains past runs).
-    pub fn delete_audience(&self, name: &str) -> Result<()> {
+    pub fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         let changed = self.connection().execute(
-            "UPDATE audiences SET deleted = 1 WHERE name = ?1 AND deleted = 0",
+            &format!(
+                "UPDATE {} SET deleted = 1 WHERE name = ?1 AND deleted = 0",
+                kind.table()
+            ),
             params![name],
         )?;
         if changed == 0 {
-            return Err(MetaError::Missing(name.to_owned()));
+            return Err(MetaError::Missing(kind, name.to_owned()));
         }
         Ok(())
     }
 }
 
-fn latest(connection: &Connection, name: &str) -> Result<Option<StoredAudience>> {
+fn latest(connection: &Connection, kind: Kind, name: &str) -> Result<Option<Definition>> {
     Ok(connection
         .query_row(
-            "SELECT name, version, spec, created_at FROM audiences
-             WHERE name = ?1 AND deleted = 0 ORDER BY version DESC LIMIT 1",
+            &format!(
+                "SELECT name, version, spec, created_at FROM {}
+                 WHERE name = ?1 AND deleted = 0 ORDER BY version DESC LIMIT 1",
+                kind.table()
+            ),
             params![name],
             stored,
         )
         .optional()?)
 }
 
-fn insert(connection: &Connection, name: &str, version: i64, spec: &str) -> Result<StoredAudience> {
-    let created_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+fn insert(
+    connection: &Connection,
+    kind: Kind,
+    name: &str,
+    version: i64,
+    spec: &str,
+) -> Result<Definition> {
+    let created_at = now();
     connection.execute(
-        "INSERT INTO audiences (name, version, spec, created_at) VALUES (?1, ?2, ?3, ?4)",
+        &format!(
+            "INSERT INTO {} (name, version, spec, created_at) VALUES (?1, ?2, ?3, ?4)",
+            kind.table()
+        ),
         params![name, version, spec, created_at],
     )?;
-    Ok(StoredAudience {
+    Ok(Definition {
         name: name.to_owned(),
         version,
         spec: spec.to_owned(),
@@ -171,8 +246,12 @@ fn insert(connection: &Connection, name: &str, version: i64, spec: &str) -> Resu
     })
 }
 
-fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAudience> {
-    Ok(StoredAudience {
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<Definition> {
+    Ok(Definition {
         name: row.get(0)?,
         version: row.get(1)?,
         spec: row.get(2)?,
@@ -188,32 +267,44 @@ mod tests {
     fn audiences_are_versioned_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.create_audience("a", "{}").unwrap().version, 1);
+        assert_eq!(store.create(Kind::Audience, "a", "{}").unwrap().version, 1);
         assert!(matches!(
-            store.create_audience("a", "{}"),
-            Err(MetaError::Exists(_))
+            store.create(Kind::Audience, "a", "{}"),
+            Err(MetaError::Exists(..))
         ));
-        assert_eq!(store.update_audience("a", "{}").unwrap().version, 1);
-        assert_eq!(store.update_audience("a", "{\"x\":1}").unwrap().version, 2);
+        assert_eq!(store.update(Kind::Audience, "a", "{}").unwrap().version, 1);
+        assert_eq!(
+            store
+                .update(Kind::Audience, "a", "{\"x\":1}")
+                .unwrap()
+                .version,
+            2
+        );
         assert!(matches!(
-            store.update_audience("b", "{}"),
-            Err(MetaError::Missing(_))
+            store.update(Kind::Audience, "b", "{}"),
+            Err(MetaError::Missing(..))
         ));
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.audience("a").unwrap().unwrap().spec, "{\"x\":1}");
-        assert_eq!(store.audience_versions("a").unwrap().len(), 2);
-        store.create_audience("b", "{}").unwrap();
+        assert_eq!(
+            store.get(Kind::Audience, "a").unwrap().unwrap().spec,
+            "{\"x\":1}"
+        );
+        assert_eq!(store.versions(Kind::Audience, "a").unwrap().len(), 2);
+        store.create(Kind::Audience, "b", "{}").unwrap();
         let names: Vec<_> = store
-            .audiences()
+            .all(Kind::Audience)
             .unwrap()
             .into_iter()
             .map(|a| a.name)
             .collect();
         assert_eq!(names, ["a", "b"]);
-        store.delete_audience("a").unwrap();
-        assert!(store.audience("a").unwrap().is_none());
+        store.delete(Kind::Audience, "a").unwrap();
+        assert!(store.get(Kind::Audience, "a").unwrap().is_none());
         // a deleted name can be created again, after the old versions
-        assert_eq!(store.create_audience("a", "{}").unwrap().version, 3);
+        assert_eq!(store.create(Kind::Audience, "a", "{}").unwrap().version, 3);
+        // kinds do not share names
+        assert_eq!(store.create(Kind::Sync, "a", "{}").unwrap().version, 1);
+        assert_eq!(store.all(Kind::Sync).unwrap().len(), 1);
     }
 }

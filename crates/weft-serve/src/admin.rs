@@ -71,11 +71,11 @@ impl From<AudienceError> for Failure {
                 StatusCode::BAD_REQUEST,
                 json!({ "path": path, "reason": reason }),
             ),
-            AudienceError::Missing(_) | AudienceError::Meta(MetaError::Missing(_)) => Failure(
+            AudienceError::Missing(_) | AudienceError::Meta(MetaError::Missing(..)) => Failure(
                 StatusCode::NOT_FOUND,
                 json!({ "reason": error.to_string() }),
             ),
-            AudienceError::Meta(MetaError::Exists(_)) => {
+            AudienceError::Meta(MetaError::Exists(..)) => {
                 Failure(StatusCode::CONFLICT, json!({ "reason": error.to_string() }))
             }
             other => {
