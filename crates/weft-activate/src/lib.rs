@@ -9,6 +9,7 @@
 //! or stops the run. What each destination acknowledged is kept in
 //! `weft_meta::state` between runs.
 
+pub mod deliver;
 pub mod destination;
 pub mod diff;
 pub mod normalise;
