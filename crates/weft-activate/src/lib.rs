@@ -14,6 +14,8 @@ pub mod destination;
 pub mod diff;
 pub mod normalise;
 pub mod rows;
+pub mod runs;
+pub mod service;
 pub mod spec;
 
 pub use weft_audience::SpecError;

@@ -152,14 +152,23 @@ pub async fn read(
     let schema = customer_columns(lake).await?;
     let tables = [("profiles".to_owned(), "customers".to_owned())];
     let context = weft_lake::sql::session_of(lake, &tables).await?;
-    let mut columns = vec![quote("customer_id"), quote(key)];
-    columns.extend(fields.iter().map(|f| quote(&f.column)));
+    // Aliased by position: the key, or two fields, may be the same column.
+    let mut columns = vec![
+        format!("{} AS c_id", quote("customer_id")),
+        format!("{} AS c_key", quote(key)),
+    ];
+    columns.extend(
+        fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{} AS c_{i}", quote(&f.column))),
+    );
     let consent = purpose == Purpose::Marketing;
     if consent {
         if schema.field_with_name("consent_marketing").is_err() {
             return Err(spec_error("$.destination", "the destination needs marketing consent and profiles.customers has no consent_marketing column").into());
         }
-        columns.push(quote("consent_marketing"));
+        columns.push(format!("{} AS c_consent", quote("consent_marketing")));
     }
     let current = if schema.field_with_name("is_current").is_ok() {
         " WHERE is_current"

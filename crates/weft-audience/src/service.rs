@@ -231,6 +231,14 @@ impl<'a> Audiences<'a> {
         engine.members(&query).await
     }
 
+    /// The customer ids of the stored audience `name` now: what a sync sends.
+    pub async fn member_ids(&self, name: &str) -> Result<BTreeSet<String>> {
+        let engine = Engine::open(self.lake).await?;
+        let spec = self.spec(name)?;
+        let query = self.compiled(&engine, &spec).await?;
+        engine.member_ids(&query).await
+    }
+
     /// How the stored audiences `names` share customers.
     pub async fn overlap(&self, names: &[String]) -> Result<Overlap> {
         let engine = Engine::open(self.lake).await?;

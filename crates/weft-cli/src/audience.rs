@@ -262,7 +262,7 @@ fn usage(error: AudienceError) -> anyhow::Error {
     }
 }
 
-fn read_spec(file: &str) -> Result<String> {
+pub(crate) fn read_spec(file: &str) -> Result<String> {
     let mut text = String::new();
     if file == "-" {
         std::io::stdin()

@@ -11,6 +11,7 @@ mod run;
 mod serve;
 mod simulate;
 mod sql;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
     /// Audiences: segments of customers defined in JSON or YAML, compiled to SQL.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
+    /// Syncs: audiences delivered to destinations, only what changed.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
     /// Measure weft against the ceiling of this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
             Command::Identity(command) => identity::run(config, command).await,
             Command::Ml(command) => ml::run(config, command).await,
             Command::Audience(command) => audience::run(config, command).await,
+            Command::Sync(command) => sync::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

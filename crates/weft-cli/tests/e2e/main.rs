@@ -7,6 +7,7 @@ mod identity;
 mod loader_crash;
 mod ml;
 mod simulate;
+mod sync;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

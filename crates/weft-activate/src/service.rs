@@ -1,0 +1,227 @@
+//! Syncs as the CLI and the admin API use them: stored, versioned specs
+//! (`weft_meta`), checked against the destinations in the config and the
+//! profile columns, and run: read members, diff, deliver, record the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+use serde_json::Value;
+use weft_audience::service::Audiences;
+use weft_lake::catalog::Lake;
+use weft_meta::{Definition, Kind, Store};
+
+use crate::deliver::{Delivery, Run, deliver};
+use crate::destination::{Built, build};
+use crate::diff::diff;
+use crate::rows::{self, customer_columns};
+use crate::runs::{self, RunRecord};
+use crate::spec::{self, Source, SyncSpec};
+use crate::{ActivateError, Result, spec_error};
+
+pub struct Syncs<'a> {
+    store: &'a Store,
+    lake: &'a Lake,
+    destinations: &'a BTreeMap<String, Value>,
+}
+
+impl<'a> Syncs<'a> {
+    pub fn new(
+        store: &'a Store,
+        lake: &'a Lake,
+        destinations: &'a BTreeMap<String, Value>,
+    ) -> Self {
+        Syncs {
+            store,
+            lake,
+            destinations,
+        }
+    }
+
+    /// Parses and checks a spec: its destination is configured and can
+    /// carry out its mode, its key and fields are profile columns.
+    pub async fn check(&self, text: &str) -> Result<(Value, SyncSpec)> {
+        let (value, spec) = spec::parse(text)?;
+        let built = self.destination(&spec)?;
+        if !built.destination.modes().contains(&spec.mode) {
+            let modes: Vec<_> = built.destination.modes().iter().map(|m| m.name()).collect();
+            return Err(spec_error(
+                "$.mode",
+                format!(
+                    "destination {:?} ({}) does not do {}: it does {}",
+                    spec.destination,
+                    built.common.kind,
+                    spec.mode.name(),
+                    modes.join(", ")
+                ),
+            )
+            .into());
+        }
+        rows::fields(&customer_columns(self.lake).await?, &spec.key, &spec.fields)?;
+        Ok((value, spec))
+    }
+
+    pub async fn create(&self, text: &str) -> Result<Definition> {
+        let (value, spec) = self.check(text).await?;
+        Ok(self
+            .store
+            .create(Kind::Sync, &spec.name, &value.to_string())?)
+    }
+
+    /// Stores a new version. Changing the destination, key or mode starts
+    /// the sync afresh: what the old one delivered says nothing of the new.
+    pub async fn update(&self, text: &str) -> Result<Definition> {
+        let (value, spec) = self.check(text).await?;
+        let old = self.spec(&spec.name)?;
+        let definition = self
+            .store
+            .update(Kind::Sync, &spec.name, &value.to_string())?;
+        if (old.destination, old.key, old.mode) != (spec.destination, spec.key, spec.mode) {
+            self.store.reset_sync(&spec.name)?;
+        }
+        Ok(definition)
+    }
+
+    pub fn list(&self) -> Result<Vec<(Definition, SyncSpec)>> {
+        self.store
+            .all(Kind::Sync)?
+            .into_iter()
+            .map(|definition| {
+                let spec = stored_spec(&definition)?;
+                Ok((definition, spec))
+            })
+            .collect()
+    }
+
+    pub fn spec(&self, name: &str) -> Result<SyncSpec> {
+        let definition =
+            self.store
+                .get(Kind::Sync, name)?
+                .ok_or_else(|| ActivateError::Missing {
+                    kind: "sync",
+                    name: name.to_owned(),
+                })?;
+        stored_spec(&definition)
+    }
+
+    /// Deletes the sync and what it knew was delivered (the destination
+    /// keeps its rows).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.store.delete(Kind::Sync, name)?;
+        self.store.reset_sync(name)?;
+        Ok(())
+    }
+
+    /// Runs the sync `name`: with `dry_run`, counts what would be sent and
+    /// sends nothing.
+    pub async fn run(&self, name: &str, dry_run: bool) -> Result<RunRecord> {
+        let started_at = Utc::now();
+        let spec = self.spec(name)?;
+        let built = self.destination(&spec)?;
+        let members = self.members(&spec.source).await?;
+        let schema = customer_columns(self.lake).await?;
+        let fields = rows::fields(&schema, &spec.key, &spec.fields)?;
+        let read = rows::read(
+            self.lake,
+            &members,
+            &spec.key,
+            fields.clone(),
+            built.common.purpose,
+        )
+        .await?;
+        let plan = diff(
+            spec.mode,
+            read.rows,
+            &self.store.delivered(name)?,
+            &self.store.failures(name)?,
+        );
+        let counts = plan.counts.clone();
+        let to_send = plan.changes.len();
+        let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S%.6fZ"), name);
+        let delivery = if dry_run {
+            Delivery::default()
+        } else {
+            let run = Run {
+                sync: name,
+                run_id: &run_id,
+                fields: &fields,
+                abandon_after: spec.abandon_after,
+            };
+            deliver(&built, self.store, &run, plan).await?
+        };
+        let status = match (&delivery.stopped, delivery.failed, dry_run) {
+            (_, _, true) => "dry_run",
+            (Some(_), _, _) => "stopped",
+            (None, 0, _) => "succeeded",
+            (None, _, _) => "partial",
+        };
+        let record = RunRecord {
+            sync: name.to_owned(),
+            run_id,
+            destination: spec.destination.clone(),
+            mode: spec.mode.name().to_owned(),
+            started_at,
+            finished_at: Utc::now(),
+            dry_run,
+            added: counts.added,
+            changed: counts.changed,
+            removed: counts.removed,
+            unchanged: counts.unchanged,
+            to_send,
+            delivered: delivery.delivered,
+            failed: delivery.failed,
+            retried: counts.retried,
+            abandoned: counts.abandoned,
+            without_consent: read.without_consent,
+            without_key: read.without_key,
+            retries: delivery.retries,
+            status: status.to_owned(),
+            error: delivery.stopped,
+        };
+        if !dry_run {
+            runs::append(self.lake, &record).await?;
+        }
+        Ok(record)
+    }
+
+    fn destination(&self, spec: &SyncSpec) -> Result<Built> {
+        let settings = self.destinations.get(&spec.destination).ok_or_else(|| {
+            let known: Vec<_> = self.destinations.keys().map(String::as_str).collect();
+            spec_error(
+                "$.destination",
+                format!(
+                    "no destination {:?} in the config [activation.destinations]{}",
+                    spec.destination,
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": one of {}", known.join(", "))
+                    }
+                ),
+            )
+        })?;
+        build(&spec.destination, settings)
+    }
+
+    async fn members(&self, source: &Source) -> Result<BTreeSet<String>> {
+        Ok(match source {
+            Source::Audience(name) => {
+                Audiences::new(self.store, self.lake)
+                    .member_ids(name)
+                    .await?
+            }
+            Source::Branch { journey, branch } => self
+                .store
+                .assignments(journey)?
+                .into_iter()
+                .filter(|(_, assigned)| assigned == branch)
+                .map(|(customer, _)| customer)
+                .collect(),
+        })
+    }
+}
+
+fn stored_spec(definition: &Definition) -> Result<SyncSpec> {
+    let value: Value = serde_json::from_str(&definition.spec)
+        .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?;
+    Ok(spec::from_value(&value)?)
+}

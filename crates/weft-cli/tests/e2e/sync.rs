@@ -1,0 +1,217 @@
+//! `weft sync …` over the weft-audience fixture lake: a mirror sync to CSV
+//! files and to the local PostgreSQL server. A first run sends every
+//! consenting member, a rerun sends nothing, a dry run sends nothing, the
+//! run history is in activation.sync_runs, and bad specs are refused.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{sql, weft};
+
+#[path = "../../../weft-audience/tests/fixture/mod.rs"]
+mod fixture;
+
+fn sync(data_dir: &Path, config: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = weft()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("WEFT_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn psql(query: &str) -> String {
+    let output = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-At",
+            "-c",
+            query,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn syncs_send_members_once_and_record_their_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fixture::write_lake(dir.path()));
+    let table = format!("weft_e2e_sync_{}", std::process::id());
+    psql(&format!("DROP TABLE IF EXISTS {table}"));
+    let out = dir.path().join("files");
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[activation.destinations.out]\ntype = \"files\"\npath = {:?}\nformat = \"csv\"\n\n\
+             [activation.destinations.warehouse]\ntype = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/postgres\"\n\
+             table = \"{table}\"\npurpose = \"internal\"\n",
+            out.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let spec = |name: &str, body: &str| {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, body).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let everyone = spec(
+        "everyone",
+        r#"{"name": "everyone", "conditions": [{"trait": "sessions", "op": "gte", "value": 0}]}"#,
+    );
+    assert_eq!(
+        sync(dir.path(), &config, &["audience", "create", &everyone]).0,
+        0
+    );
+
+    // A destination that is not configured, or a column that does not exist, is refused with its path.
+    let (code, _, stderr) = sync(
+        dir.path(),
+        &config,
+        &[
+            "sync",
+            "create",
+            &spec(
+                "bad",
+                r#"{"name": "bad", "audience": "everyone", "destination": "nowhere"}"#,
+            ),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("$.destination") && stderr.contains("out, warehouse"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = sync(
+        dir.path(),
+        &config,
+        &[
+            "sync",
+            "create",
+            &spec(
+                "bad2",
+                r#"{"name": "bad2", "audience": "everyone", "destination": "out", "fields": {"e": "no_such"}}"#,
+            ),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("$.fields.e"), "{stderr}");
+
+    let to_files = spec(
+        "to_files",
+        r#"{"name": "to-files", "audience": "everyone", "destination": "out", "mode": "mirror",
+            "fields": {"email": "email", "country": "country"}}"#,
+    );
+    let to_pg = spec(
+        "to_pg",
+        r#"{"name": "to-pg", "audience": "everyone", "destination": "warehouse", "mode": "mirror",
+            "fields": {"email": "email", "sessions": "sessions"}}"#,
+    );
+    for file in [&to_files, &to_pg] {
+        let (code, _, stderr) = sync(dir.path(), &config, &["sync", "create", file]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+
+    // Dry run: counts, nothing sent, nothing recorded.
+    let (code, stdout, stderr) = sync(
+        dir.path(),
+        &config,
+        &["sync", "run", "to-files", "--dry-run", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let dry: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // c2 refused marketing consent and c4 never gave it: 3 of 5 members go to a marketing destination.
+    assert_eq!(
+        (
+            dry["added"].as_u64(),
+            dry["to_send"].as_u64(),
+            dry["without_consent"].as_u64()
+        ),
+        (Some(3), Some(3), Some(2))
+    );
+    assert!(!out.exists(), "a dry run writes nothing");
+
+    let (code, stdout, stderr) = sync(dir.path(), &config, &["sync", "run", "to-files", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (first["delivered"].as_u64(), first["status"].as_str()),
+        (Some(3), Some("succeeded"))
+    );
+    let run_dir = out.join("to-files").join(first["run_id"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["complete"], true);
+    let mut csv = String::new();
+    for entry in std::fs::read_dir(&run_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            csv.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    for email in ["ada@x.com", "ob@y.org", "eve@x.com"] {
+        assert!(csv.contains(email), "{email} in {csv}");
+    }
+    assert!(!csv.contains("zoe@x.com"), "no consent, never sent");
+
+    // The internal warehouse table gets everyone, once; a rerun sends nothing.
+    let (code, stdout, stderr) = sync(dir.path(), &config, &["sync", "run", "to-pg"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("5 added"), "{stdout}");
+    assert_eq!(psql(&format!("SELECT count(*) FROM {table}")), "5");
+    assert_eq!(
+        psql(&format!("SELECT sessions FROM {table} WHERE key = 'c1'")),
+        "5"
+    );
+    let (code, stdout, _) = sync(dir.path(), &config, &["sync", "run", "to-pg", "--json"]);
+    assert_eq!(code, 0);
+    let rerun: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (rerun["to_send"].as_u64(), rerun["unchanged"].as_u64()),
+        (Some(0), Some(5))
+    );
+
+    let (code, stdout, _) = sync(dir.path(), &config, &["sync", "status", "to-pg"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("5 rows delivered, 0 failing"), "{stdout}");
+    let history = sql(
+        dir.path(),
+        "SELECT sync, dry_run, added, delivered, status FROM activation.sync_runs ORDER BY started_at",
+        "csv",
+    );
+    assert_eq!(
+        history.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "to-files,false,3,3,succeeded",
+            "to-pg,false,5,5,succeeded",
+            "to-pg,false,0,0,succeeded"
+        ]
+    );
+    let (code, stdout, _) = sync(dir.path(), &config, &["sync", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("to-pg\tv1\taudience everyone → warehouse (mirror)"),
+        "{stdout}"
+    );
+    psql(&format!("DROP TABLE IF EXISTS {table}"));
+}
