@@ -134,7 +134,7 @@ impl<'a> Syncs<'a> {
             &self.store.delivered(name)?,
             &self.store.failures(name)?,
         );
-        let counts = plan.counts.clone();
+        let counts = plan.counts;
         let to_send = plan.changes.len();
         let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S%.6fZ"), name);
         let delivery = if dry_run {

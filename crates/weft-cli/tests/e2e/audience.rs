@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::{Server, sql, weft};
 
 #[path = "../../../weft-audience/tests/fixture/mod.rs"]
-mod fixture;
+pub mod fixture;
 
 const AS_OF: &str = "2026-12-01";
 

@@ -8,8 +8,7 @@ use std::process::Command;
 
 use crate::{sql, weft};
 
-#[path = "../../../weft-audience/tests/fixture/mod.rs"]
-mod fixture;
+use crate::audience::fixture;
 
 fn sync(data_dir: &Path, config: &Path, args: &[&str]) -> (i32, String, String) {
     let output = weft()
