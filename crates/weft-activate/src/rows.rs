@@ -146,10 +146,11 @@ pub async fn read(
     lake: &Lake,
     members: &BTreeSet<String>,
     key: &str,
-    fields: Vec<Field>,
+    mapping: &[(String, String)],
     purpose: Purpose,
 ) -> Result<Rows> {
     let schema = customer_columns(lake).await?;
+    let fields = fields(&schema, key, mapping)?;
     let tables = [("profiles".to_owned(), "customers".to_owned())];
     let context = weft_lake::sql::session_of(lake, &tables).await?;
     // Aliased by position: the key, or two fields, may be the same column.

@@ -118,16 +118,15 @@ impl<'a> Syncs<'a> {
         let spec = self.spec(name)?;
         let built = self.destination(&spec)?;
         let members = self.members(&spec.source).await?;
-        let schema = customer_columns(self.lake).await?;
-        let fields = rows::fields(&schema, &spec.key, &spec.fields)?;
         let read = rows::read(
             self.lake,
             &members,
             &spec.key,
-            fields.clone(),
+            &spec.fields,
             built.common.purpose,
         )
         .await?;
+        let fields = read.fields;
         let plan = diff(
             spec.mode,
             read.rows,

@@ -129,18 +129,13 @@ impl Destination for Braze {
                 Value::Object(object)
             })
             .collect();
-        let response = self
-            .client
-            .post(self.endpoint("/users/track"))
-            .bearer_auth(self.settings.api_key.expose())
-            .json(&json!({ "attributes": attributes }))
-            .send()
-            .await
-            .map_err(http::transport)?;
-        let (status, headers, body) = http::text(response).await?;
-        if !status.is_success() {
-            return Err(http::failure(status, &headers, &body));
-        }
+        let body = http::exchange(
+            self.client
+                .post(self.endpoint("/users/track"))
+                .bearer_auth(self.settings.api_key.expose())
+                .json(&json!({ "attributes": attributes })),
+        )
+        .await?;
         let mut results = vec![None; batch.changes.len()];
         if let Ok(answer) = serde_json::from_str::<Answer>(&body) {
             for error in answer.errors {

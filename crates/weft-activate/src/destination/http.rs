@@ -18,6 +18,17 @@ pub fn client(common: &Common) -> Result<reqwest::Client, String> {
 
 /// A request that got no answer: a timeout or a dropped connection is
 /// worth retrying, a bad URL is not.
+/// Sends `request`: the body of a 2xx answer, else what the failure means.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<String, SendError> {
+    let response = request.send().await.map_err(transport)?;
+    let (status, headers, body) = text(response).await?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(failure(status, &headers, &body))
+    }
+}
+
 pub fn transport(error: reqwest::Error) -> SendError {
     if error.is_builder() {
         return SendError::Fatal(format!("bad request: {}", without_url(&error)));

@@ -108,17 +108,8 @@ impl Destination for Webhook {
     async fn check(&self) -> Result<(), SendError> {
         // an empty batch: a receiver answers it like any other
         let body = serde_json::to_vec(&json!({"sync": null, "rows": []})).expect("JSON");
-        let response = self
-            .request(body, None)
-            .send()
-            .await
-            .map_err(http::transport)?;
-        let (status, headers, text) = http::text(response).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(http::failure(status, &headers, &text))
-        }
+        http::exchange(self.request(body, None)).await?;
+        Ok(())
     }
 
     async fn send(&self, batch: &Batch<'_>) -> Result<RowResults, SendError> {
@@ -148,18 +139,11 @@ impl Destination for Webhook {
             "rows": rows,
         }))
         .expect("JSON");
-        let response = self
-            .request(
-                body,
-                Some(format!("{}-{:016x}", batch.sync, identity.finish())),
-            )
-            .send()
-            .await
-            .map_err(http::transport)?;
-        let (status, headers, text) = http::text(response).await?;
-        if !status.is_success() {
-            return Err(http::failure(status, &headers, &text));
-        }
+        let text = http::exchange(self.request(
+            body,
+            Some(format!("{}-{:016x}", batch.sync, identity.finish())),
+        ))
+        .await?;
         let mut results = vec![None; batch.changes.len()];
         if let Ok(answer) = serde_json::from_str::<Answer>(&text) {
             for error in answer.errors {
