@@ -56,6 +56,11 @@ impl<'a> Syncs<'a> {
             )
             .into());
         }
+        let names: Vec<&str> = spec.fields.iter().map(|(name, _)| name.as_str()).collect();
+        built
+            .destination
+            .check_fields(&names)
+            .map_err(|reason| spec_error("$.fields", reason))?;
         rows::fields(&customer_columns(self.lake).await?, &spec.key, &spec.fields)?;
         Ok((value, spec))
     }

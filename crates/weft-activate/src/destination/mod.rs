@@ -7,7 +7,9 @@
 mod braze;
 mod files;
 pub(crate) mod http;
+mod meta;
 mod postgres;
+mod salesforce;
 mod webhook;
 
 use std::fmt;
@@ -25,7 +27,9 @@ use crate::{ActivateError, Result};
 
 pub use braze::Braze;
 pub use files::Files;
+pub use meta::Meta;
 pub use postgres::Postgres;
+pub use salesforce::Salesforce;
 pub use webhook::Webhook;
 
 /// Why a whole batch was not acknowledged.
@@ -91,6 +95,11 @@ pub trait Destination: Send + Sync {
     /// The modes it can carry out.
     fn modes(&self) -> &'static [Mode];
 
+    /// Checks a sync's destination field names, when the service has its own.
+    fn check_fields(&self, _names: &[&str]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Checks the destination can be reached and accepts the credentials.
     async fn check(&self) -> Result<(), SendError>;
 
@@ -134,7 +143,14 @@ impl Built {
     }
 }
 
-pub const TYPES: [&str; 4] = ["webhook", "files", "postgres", "braze"];
+pub const TYPES: [&str; 6] = [
+    "webhook",
+    "files",
+    "postgres",
+    "braze",
+    "meta",
+    "salesforce",
+];
 
 /// Builds the destination `name` from its settings.
 pub fn build(name: &str, settings: &Value) -> Result<Built> {
@@ -195,6 +211,8 @@ pub fn build(name: &str, settings: &Value) -> Result<Built> {
         "files" => Box::new(Files::new(settings_of(name, rest)?)),
         "postgres" => Box::new(Postgres::new(settings_of(name, rest)?, &common)),
         "braze" => Box::new(Braze::new(settings_of(name, rest)?, &common).map_err(bad)?),
+        "meta" => Box::new(Meta::new(settings_of(name, rest)?, &common).map_err(bad)?),
+        "salesforce" => Box::new(Salesforce::new(settings_of(name, rest)?, &common).map_err(bad)?),
         other => {
             return Err(bad(format!(
                 "unknown type {other:?}: one of {}",
