@@ -7,11 +7,14 @@
 //! to [`destination`]s: one file per service behind one trait, each
 //! answering per row and saying whether a failed batch is retried, split
 //! or stops the run. What each destination acknowledged is kept in
-//! `weft_meta::state` between runs.
+//! `weft_meta::state` between runs. A [`journey`] routes an audience's
+//! members down branches (by audience, stable random split, holdout),
+//! each branch the source of syncs.
 
 pub mod deliver;
 pub mod destination;
 pub mod diff;
+pub mod journey;
 pub mod normalise;
 pub mod rows;
 pub mod runs;

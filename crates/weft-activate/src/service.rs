@@ -1,10 +1,14 @@
 //! Syncs as the CLI and the admin API use them: stored, versioned specs
 //! (`weft_meta`), checked against the destinations in the config and the
 //! profile columns, and run: read members, diff, deliver, record the run.
+//! Journeys likewise: stored, checked against the audiences, and run:
+//! route the entry audience's members, record the moves, run the
+//! branches' syncs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
+use serde::Serialize;
 use serde_json::Value;
 use weft_audience::service::Audiences;
 use weft_lake::catalog::Lake;
@@ -13,6 +17,7 @@ use weft_meta::{Definition, Kind, Store};
 use crate::deliver::{Delivery, Run, deliver};
 use crate::destination::{Built, build};
 use crate::diff::diff;
+use crate::journey::{self, JourneySpec, Rule};
 use crate::rows::{self, customer_columns};
 use crate::runs::{self, RunRecord};
 use crate::spec::{self, Source, SyncSpec};
@@ -228,4 +233,192 @@ fn stored_spec(definition: &Definition) -> Result<SyncSpec> {
     let value: Value = serde_json::from_str(&definition.spec)
         .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?;
     Ok(spec::from_value(&value)?)
+}
+
+/// Journeys as the CLI and the admin API use them.
+pub struct Journeys<'a> {
+    store: &'a Store,
+    lake: &'a Lake,
+    destinations: &'a BTreeMap<String, Value>,
+}
+
+/// What a journey run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneyRun {
+    pub journey: String,
+    pub run_id: String,
+    pub dry_run: bool,
+    /// Members of the entry audience.
+    pub members: usize,
+    /// Members per branch after the run (the holdout included).
+    pub branches: BTreeMap<String, usize>,
+    /// Members no branch took.
+    pub unrouted: usize,
+    pub entered: usize,
+    pub moved: usize,
+    pub left: usize,
+    /// The runs of the syncs fed by the journey's branches.
+    pub syncs: Vec<RunRecord>,
+}
+
+impl<'a> Journeys<'a> {
+    pub fn new(
+        store: &'a Store,
+        lake: &'a Lake,
+        destinations: &'a BTreeMap<String, Value>,
+    ) -> Self {
+        Journeys {
+            store,
+            lake,
+            destinations,
+        }
+    }
+
+    /// Parses a spec and checks that the audiences it names exist.
+    pub fn check(&self, text: &str) -> Result<(Value, JourneySpec)> {
+        let (value, spec) = journey::parse(text)?;
+        let mut paths = vec![("$.entry".to_owned(), spec.entry.as_str())];
+        for (i, branch) in spec.branches.iter().enumerate() {
+            if let Rule::Audience(name) = &branch.rule {
+                paths.push((format!("$.branches[{i}].audience"), name));
+            }
+        }
+        for (path, name) in paths {
+            if self.store.get(Kind::Audience, name)?.is_none() {
+                return Err(spec_error(&path, format!("no audience named {name:?}")).into());
+            }
+        }
+        Ok((value, spec))
+    }
+
+    pub fn create(&self, text: &str) -> Result<Definition> {
+        let (value, spec) = self.check(text)?;
+        Ok(self
+            .store
+            .create(Kind::Journey, &spec.name, &value.to_string())?)
+    }
+
+    pub fn update(&self, text: &str) -> Result<Definition> {
+        let (value, spec) = self.check(text)?;
+        Ok(self
+            .store
+            .update(Kind::Journey, &spec.name, &value.to_string())?)
+    }
+
+    pub fn list(&self) -> Result<Vec<(Definition, JourneySpec)>> {
+        self.store
+            .all(Kind::Journey)?
+            .into_iter()
+            .map(|definition| {
+                let spec = stored_journey(&definition)?;
+                Ok((definition, spec))
+            })
+            .collect()
+    }
+
+    pub fn spec(&self, name: &str) -> Result<JourneySpec> {
+        let definition =
+            self.store
+                .get(Kind::Journey, name)?
+                .ok_or_else(|| ActivateError::Missing {
+                    kind: "journey",
+                    name: name.to_owned(),
+                })?;
+        stored_journey(&definition)
+    }
+
+    /// Deletes the journey and its current assignments (its history stays).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.store.delete(Kind::Journey, name)?;
+        let current: Vec<String> = self.store.assignments(name)?.into_keys().collect();
+        let left: Vec<&str> = current.iter().map(String::as_str).collect();
+        self.store.assign(name, &[], &left)?;
+        Ok(())
+    }
+
+    /// Members per branch now.
+    pub fn counts(&self, name: &str) -> Result<BTreeMap<String, usize>> {
+        let spec = self.spec(name)?;
+        let mut counts: BTreeMap<String, usize> = spec
+            .branch_names()
+            .into_iter()
+            .map(|b| (b.to_owned(), 0))
+            .collect();
+        for branch in self.store.assignments(name)?.into_values() {
+            *counts.entry(branch).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The syncs fed by the journey's branches.
+    pub fn syncs(&self, name: &str) -> Result<Vec<SyncSpec>> {
+        let syncs = Syncs::new(self.store, self.lake, self.destinations);
+        Ok(syncs
+            .list()?
+            .into_iter()
+            .map(|(_, spec)| spec)
+            .filter(
+                |spec| matches!(&spec.source, Source::Branch { journey, .. } if journey == name),
+            )
+            .collect())
+    }
+
+    /// Routes the entry audience's members, records who entered, moved
+    /// and left, then runs the branches' syncs. With `dry_run`, only counts.
+    pub async fn run(&self, name: &str, dry_run: bool) -> Result<JourneyRun> {
+        let at = Utc::now();
+        let spec = self.spec(name)?;
+        let audiences = Audiences::new(self.store, self.lake);
+        let members = audiences.member_ids(&spec.entry).await?;
+        let mut conditions = HashMap::new();
+        for audience in spec.audiences().into_iter().skip(1) {
+            let ids = audiences.member_ids(audience).await?;
+            conditions.insert(audience.to_owned(), ids.into_iter().collect());
+        }
+        let routes = journey::route(&spec, &members, &conditions);
+        let moves = journey::moves(&self.store.assignments(name)?, &routes);
+        let run_id = format!("{}-{}", at.format("%Y%m%dT%H%M%S%.6fZ"), name);
+        let mut branches: BTreeMap<String, usize> = spec
+            .branch_names()
+            .into_iter()
+            .map(|b| (b.to_owned(), 0))
+            .collect();
+        for branch in routes.values() {
+            *branches.entry(branch.clone()).or_default() += 1;
+        }
+        let mut syncs = Vec::new();
+        if !dry_run {
+            let assigned: Vec<(&str, &str)> = moves
+                .entered
+                .iter()
+                .map(|(c, b)| (c.as_str(), b.as_str()))
+                .chain(moves.moved.iter().map(|(c, _, b)| (c.as_str(), b.as_str())))
+                .collect();
+            let left: Vec<&str> = moves.left.iter().map(|(c, _)| c.as_str()).collect();
+            self.store.assign(name, &assigned, &left)?;
+            journey::record(self.lake, name, &run_id, at, &moves).await?;
+            let runner = Syncs::new(self.store, self.lake, self.destinations);
+            for sync in self.syncs(name)? {
+                syncs.push(runner.run(&sync.name, false).await?);
+            }
+        }
+        Ok(JourneyRun {
+            journey: name.to_owned(),
+            run_id,
+            dry_run,
+            members: members.len(),
+            unrouted: members.len() - routes.len(),
+            branches,
+            entered: moves.entered.len(),
+            moved: moves.moved.len(),
+            left: moves.left.len(),
+            syncs,
+        })
+    }
+}
+
+fn stored_journey(definition: &Definition) -> Result<JourneySpec> {
+    let value: Value = serde_json::from_str(&definition.spec)
+        .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?;
+    Ok(journey::from_value(&value)?)
 }

@@ -4,6 +4,7 @@ mod audience;
 mod bench;
 mod data_dir;
 mod identity;
+mod journey;
 mod ml;
 mod model;
 mod quickstart;
@@ -66,6 +67,9 @@ enum Command {
     /// Audiences: segments of customers defined in JSON or YAML, compiled to SQL.
     #[command(subcommand)]
     Audience(audience::AudienceCommand),
+    /// Journeys: an audience's members routed down branches that feed syncs.
+    #[command(subcommand)]
+    Journey(journey::JourneyCommand),
     /// Syncs: audiences delivered to destinations, only what changed.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             Command::Ml(command) => ml::run(config, command).await,
             Command::Audience(command) => audience::run(config, command).await,
             Command::Sync(command) => sync::run(config, command).await,
+            Command::Journey(command) => journey::run(config, command).await,
             Command::Bench(command) => bench::run(config, command).await,
         }
     });

@@ -168,7 +168,7 @@ pub fn summary(run: &RunRecord) -> String {
     )
 }
 
-fn usage(error: ActivateError) -> anyhow::Error {
+pub(crate) fn usage(error: ActivateError) -> anyhow::Error {
     if error.is_usage() {
         UsageError(error.to_string()).into()
     } else {

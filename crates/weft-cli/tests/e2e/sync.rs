@@ -212,5 +212,83 @@ fn syncs_send_members_once_and_record_their_runs() {
         stdout.contains("to-pg\tv1\taudience everyone → warehouse (mirror)"),
         "{stdout}"
     );
+
+    // A journey: GB members down one branch whose sync sends them to files, the rest down another.
+    let gb = spec(
+        "gb",
+        r#"{"name": "gb", "conditions": [{"trait": "country", "op": "eq", "value": "GB"}]}"#,
+    );
+    assert_eq!(sync(dir.path(), &config, &["audience", "create", &gb]).0, 0);
+    let (code, _, stderr) = sync(
+        dir.path(),
+        &config,
+        &[
+            "journey",
+            "create",
+            &spec(
+                "bad_journey",
+                "name: j\nentry: everyone\nbranches:\n  - {name: uk, audience: no-such}\n",
+            ),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("$.branches[0].audience"), "{stderr}");
+    let journey = spec(
+        "journey",
+        "name: by-country\nentry: everyone\nbranches:\n  - {name: uk, audience: gb}\n  - {name: rest}\n",
+    );
+    let (code, _, stderr) = sync(dir.path(), &config, &["journey", "create", &journey]);
+    assert_eq!(code, 0, "{stderr}");
+    let uk_sync = spec(
+        "uk_sync",
+        r#"{"name": "uk-files", "journey": "by-country", "branch": "uk", "destination": "out",
+            "fields": {"email": "email"}}"#,
+    );
+    let (code, _, stderr) = sync(dir.path(), &config, &["sync", "create", &uk_sync]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = sync(
+        dir.path(),
+        &config,
+        &["journey", "run", "by-country", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let run: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(run["branches"], serde_json::json!({"uk": 2, "rest": 3}));
+    assert_eq!(
+        (run["entered"].as_u64(), run["unrouted"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(run["syncs"][0]["sync"], "uk-files");
+    assert_eq!(
+        run["syncs"][0]["delivered"], 2,
+        "c1 and c5, both consenting"
+    );
+    let (code, stdout, _) = sync(
+        dir.path(),
+        &config,
+        &["journey", "run", "by-country", "--json"],
+    );
+    assert_eq!(code, 0);
+    let again: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (again["entered"].as_u64(), again["moved"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(again["syncs"][0]["to_send"], 0);
+    let (code, stdout, _) = sync(dir.path(), &config, &["journey", "status", "by-country"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("uk\t2 members\tsyncs: uk-files → out"),
+        "{stdout}"
+    );
+    assert_eq!(
+        sql(
+            dir.path(),
+            "SELECT to_branch, count(*) AS n FROM activation.journey_history \
+             WHERE change = 'entered' GROUP BY to_branch ORDER BY to_branch",
+            "csv",
+        ),
+        "to_branch,n\nrest,3\nuk,2\n"
+    );
     psql(&format!("DROP TABLE IF EXISTS {table}"));
 }
