@@ -18,6 +18,7 @@ use weft_collect::RawLog;
 use weft_collect::protocol::TP2_PATH;
 use weft_core::Config;
 
+mod activate;
 mod audience;
 mod identity;
 mod load;
@@ -47,6 +48,9 @@ pub enum BenchCommand {
     /// Sizing a trait-only audience and running a behavioural one over many
     /// profiles and events, beside DuckDB running the same SQL on the same files.
     Audience(audience::AudienceArgs),
+    /// A large audience synced to a local webhook receiver and to PostgreSQL,
+    /// then again after 1% of profiles changed, beside each one's ceiling.
+    Activate(activate::ActivateArgs),
 }
 
 #[derive(Args)]
@@ -77,6 +81,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Identity(args) => identity::run(config, args).await,
         BenchCommand::Ml(args) => ml::run(config, args).await,
         BenchCommand::Audience(args) => audience::run(config, args).await,
+        BenchCommand::Activate(args) => activate::run(config, args).await,
     }
 }
 
