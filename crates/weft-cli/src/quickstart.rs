@@ -121,6 +121,14 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     let audiences = crate::audience::examples(&config)
         .await
         .context("the example audiences")?;
+    let stored: Vec<(String, u64)> = audiences
+        .sizes
+        .iter()
+        .map(|(name, size, _)| (name.clone(), *size))
+        .collect();
+    let synced = crate::sync::examples(&config, &stored)
+        .await
+        .context("the example syncs")?;
     let by_event = query(
         &lake,
         "SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC",
@@ -179,6 +187,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     );
     print_ml(&ml, ml_truth.as_ref(), &summary);
     print_audiences(&audiences);
+    print_syncs(&synced);
     println!();
     println!(
         "weft sql \"SELECT event, count(*) AS events FROM atomic.events GROUP BY event ORDER BY events DESC\""
@@ -249,6 +258,31 @@ fn print_ml(
         trained.targets.len().saturating_sub(1),
         ml.scored.as_ref().map_or(0, |s| s.rows),
     );
+}
+
+fn print_syncs(report: &crate::sync::ExampleSyncs) {
+    for run in &report.runs {
+        println!(
+            "  syncs       {} → {}: {} sent ({} entered, {} left, {} unchanged, {} without consent)",
+            run.sync,
+            run.destination,
+            run.delivered,
+            run.added,
+            run.removed,
+            run.unchanged,
+            run.without_consent
+        );
+    }
+    if !report.runs.is_empty() {
+        println!(
+            "              the local webhook receiver took {} rows; files in {}",
+            report.received,
+            report.exports.display()
+        );
+    }
+    for (name, reason) in &report.skipped {
+        println!("  syncs       {name} not stored: {reason}");
+    }
 }
 
 fn print_audiences(report: &crate::audience::ExampleReport) {

@@ -175,3 +175,94 @@ pub(crate) fn usage(error: ActivateError) -> anyhow::Error {
         error.into()
     }
 }
+
+/// What the quickstart's example syncs did.
+pub struct ExampleSyncs {
+    /// Each example sync's run.
+    pub runs: Vec<RunRecord>,
+    /// Rows the local webhook receiver took, and the folder files went to.
+    pub received: usize,
+    pub exports: std::path::PathBuf,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Syncs each stored example audience (name, size) to a files destination
+/// under the data folder, and the largest also to a webhook receiver
+/// started here for the purpose; a rerun sends only what changed.
+pub async fn examples(config: &Config, audiences: &[(String, u64)]) -> Result<ExampleSyncs> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                let rows = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["rows"].as_array().map(Vec::len))
+                    .unwrap_or(0);
+                counter.fetch_add(rows, Ordering::Relaxed);
+                r#"{"errors": []}"#
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/hook", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let exports = config.data_dir.join("exports");
+    let mut destinations = config.activation.destinations.clone();
+    destinations.insert(
+        "example-files".into(),
+        serde_json::json!({"type": "files", "path": exports, "format": "csv"}),
+    );
+    // the receiver's port changes each run; the sync names the destination only
+    destinations.insert(
+        "example-webhook".into(),
+        serde_json::json!({"type": "webhook", "url": hook, "secret": "quickstart"}),
+    );
+    let store = Store::open(&config.data_dir).context("cannot open the metadata store")?;
+    let lake = Lake::new(&config.data_dir);
+    let syncs = Syncs::new(&store, &lake, &destinations);
+    let mut report = ExampleSyncs {
+        runs: Vec::new(),
+        received: 0,
+        exports,
+        skipped: Vec::new(),
+    };
+    let mut specs: Vec<String> = audiences
+        .iter()
+        .map(|(audience, _)| {
+            format!(
+                r#"{{"name": "{audience}-to-files", "audience": "{audience}", "destination": "example-files",
+                    "mode": "membership", "fields": {{"email": "email", "first_name": "first_name"}}}}"#
+            )
+        })
+        .collect();
+    if let Some((first, _)) = audiences.iter().max_by_key(|(_, size)| *size) {
+        specs.push(format!(
+            r#"{{"name": "{first}-to-webhook", "audience": "{first}", "destination": "example-webhook",
+                "mode": "membership", "fields": {{"email": "email"}}}}"#
+        ));
+    }
+    for text in specs {
+        let stored = match syncs.update(&text).await {
+            Err(ActivateError::Missing { .. }) => syncs.create(&text).await,
+            other => other,
+        };
+        match stored {
+            Ok(definition) => report.runs.push(syncs.run(&definition.name, false).await?),
+            Err(error) if error.is_usage() => {
+                let name = serde_json::from_str::<serde_json::Value>(&text)?["name"].to_string();
+                report.skipped.push((name, error.to_string()));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    server.abort();
+    report.received = received.load(Ordering::Relaxed);
+    Ok(report)
+}

@@ -340,6 +340,68 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
         format!("n\n{lapsed}\n"),
         "{audiences}"
     );
+    // each stored example is synced to files, the largest also to the local webhook receiver:
+    // exactly its consenting members, and the receiver took what the webhook sync sent
+    let synced = |name: &str| -> usize {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("syncs       {name} ")))
+            .unwrap_or_else(|| panic!("no {name} line: {stdout}"));
+        line.split(": ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM audiences.membership m JOIN profiles.customers c \
+             ON c.customer_id = m.customer_id AND c.is_current \
+             WHERE m.audience = 'lapsed-customers' AND m.exited_at IS NULL AND c.consent_marketing",
+            "csv"
+        ),
+        format!("n\n{}\n", synced("lapsed-customers-to-files")),
+        "{stdout}"
+    );
+    let webhook_sent: usize = stdout
+        .lines()
+        .filter(|l| l.contains("-to-webhook → example-webhook: "))
+        .map(|l| {
+            l.split(": ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        stdout.contains(&format!(
+            "the local webhook receiver took {webhook_sent} rows"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        sql(
+            data.path(),
+            "SELECT count(*) AS n FROM activation.sync_runs WHERE status = 'succeeded'",
+            "csv"
+        ),
+        format!(
+            "n\n{}\n",
+            stdout
+                .lines()
+                .filter(|l| l.starts_with("  syncs ") && l.contains(" sent ("))
+                .count()
+        ),
+        "{stdout}"
+    );
     let count = || {
         sql(
             data.path(),
