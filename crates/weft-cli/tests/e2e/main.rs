@@ -8,6 +8,7 @@ mod loader_crash;
 mod ml;
 mod simulate;
 mod sync;
+mod sync_crash;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
