@@ -48,8 +48,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         log.clone(),
         Arc::new(Metrics::new()),
     )?;
-    let admin = weft_serve::admin::Admin::open(&config.data_dir)
-        .context("cannot open the metadata store")?;
+    let admin =
+        weft_serve::admin::Admin::open(&config.data_dir, config.activation.destinations.clone())
+            .context("cannot open the metadata store")?;
     let app =
         router(Arc::new(collector)).nest("/admin", weft_serve::admin::router(Arc::new(admin)));
     let listener = TcpListener::bind(config.server.addr)

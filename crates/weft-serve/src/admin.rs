@@ -1,7 +1,8 @@
 //! `/admin/audiences…`: store, show, size, preview, write as SQL, overlap
-//! and run audiences. A bad spec is a 400 naming the JSON path and the
+//! and run audiences (syncs and journeys are in `activation`). A bad spec is a 400 naming the JSON path and the
 //! reason; an unknown audience 404; a duplicate 409.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -25,13 +26,19 @@ use weft_meta::{MetaError, Store};
 pub struct Admin {
     pub store: Store,
     pub lake: Lake,
+    /// `[activation.destinations]` of the config: syncs name them.
+    pub destinations: BTreeMap<String, Value>,
 }
 
 impl Admin {
-    pub fn open(data_dir: &std::path::Path) -> Result<Self, MetaError> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        destinations: BTreeMap<String, Value>,
+    ) -> Result<Self, MetaError> {
         Ok(Self {
             store: Store::open(data_dir)?,
             lake: Lake::new(data_dir),
+            destinations,
         })
     }
 }
@@ -49,6 +56,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/audiences/{name}/preview", get(preview))
         .route("/audiences/{name}/sql", get(sql))
         .route("/audiences/{name}/run", post(run_one))
+        .merge(crate::activation::routes())
         .layer(DefaultBodyLimit::max(1 << 20))
         .with_state(admin)
 }
@@ -56,7 +64,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
 type Shared = State<Arc<Admin>>;
 
 /// An error as JSON, with the status it deserves.
-struct Failure(StatusCode, Value);
+pub(crate) struct Failure(pub StatusCode, pub Value);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -93,9 +101,9 @@ fn bad_request(reason: String) -> Failure {
     Failure(StatusCode::BAD_REQUEST, json!({ "reason": reason }))
 }
 
-type Reply = Result<Response, Failure>;
+pub(crate) type Reply = Result<Response, Failure>;
 
-fn reply(value: impl serde::Serialize) -> Reply {
+pub(crate) fn reply(value: impl serde::Serialize) -> Reply {
     Ok(axum::Json(value).into_response())
 }
 
@@ -132,7 +140,7 @@ impl Options {
     }
 }
 
-fn text(body: &Bytes) -> Result<&str, Failure> {
+pub(crate) fn text(body: &Bytes) -> Result<&str, Failure> {
     std::str::from_utf8(body).map_err(|_| bad_request("the body is not UTF-8".into()))
 }
 
@@ -202,7 +210,7 @@ async fn preview(
     reply(json!({ "name": name, "rows": rows_json(&batches)? }))
 }
 
-fn rows_json(batches: &[RecordBatch]) -> Result<Value, Failure> {
+pub(crate) fn rows_json(batches: &[RecordBatch]) -> Result<Value, Failure> {
     let mut out = Vec::new();
     weft_lake::sql::write_json(batches, &mut out).map_err(AudienceError::from)?;
     if out.is_empty() {

@@ -292,3 +292,107 @@ fn syncs_send_members_once_and_record_their_runs() {
     );
     psql(&format!("DROP TABLE IF EXISTS {table}"));
 }
+
+#[test]
+fn the_admin_api_stores_runs_and_reports_syncs_and_journeys() {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fixture::write_lake(dir.path()));
+    let out = dir.path().join("files");
+    let out_text = out.to_string_lossy().into_owned();
+    let server = crate::Server::start(
+        dir.path(),
+        &[
+            ("WEFT_ACTIVATION__DESTINATIONS__OUT__TYPE", "files"),
+            ("WEFT_ACTIVATION__DESTINATIONS__OUT__PATH", &out_text),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    let send = |method: reqwest::Method, path: &str, body: &str| {
+        let response = client
+            .request(method, server.url(path))
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    };
+    use reqwest::Method;
+    assert_eq!(
+        send(
+            Method::POST,
+            "/admin/audiences",
+            "name: everyone\nconditions: [{trait: sessions, op: gte, value: 0}]\n"
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        send(
+            Method::POST,
+            "/admin/audiences",
+            "name: gb\nconditions: [{trait: country, op: eq, value: GB}]\n"
+        )
+        .0,
+        201
+    );
+    let (status, body) = send(
+        Method::POST,
+        "/admin/syncs",
+        "name: s\naudience: everyone\ndestination: out\nfields: {e: nope}\n",
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["path"], "$.fields.e");
+    let sync =
+        "name: s\naudience: everyone\ndestination: out\nmode: mirror\nfields: {email: email}\n";
+    assert_eq!(send(Method::POST, "/admin/syncs", sync).0, 201);
+    assert_eq!(send(Method::POST, "/admin/syncs", sync).0, 409);
+    assert_eq!(send(Method::POST, "/admin/syncs/nope/run", "").0, 404);
+    let (status, dry) = send(Method::POST, "/admin/syncs/s/run?dry_run=true", "");
+    assert_eq!((status, dry["to_send"].as_u64()), (200, Some(3)));
+    assert!(!out.exists(), "a dry run writes nothing");
+    let (status, run) = send(Method::POST, "/admin/syncs/s/run", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        (run["delivered"].as_u64(), run["status"].as_str()),
+        (Some(3), Some("succeeded"))
+    );
+    let (status, report) = send(Method::GET, "/admin/syncs/s/status", "");
+    assert_eq!(status, 200);
+    assert_eq!(report["delivered"], 3);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 1);
+    let (status, list) = send(Method::GET, "/admin/syncs", "");
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["spec"]["name"], "s");
+    // a PUT does not rename
+    let (status, body) = send(Method::PUT, "/admin/syncs/other", sync);
+    assert_eq!(
+        (status, body["error"]["path"].as_str()),
+        (400, Some("$.name"))
+    );
+
+    let journey = "name: j\nentry: everyone\nholdout_percent: 0\nbranches: [{name: uk, audience: gb}, {name: rest}]\n";
+    assert_eq!(send(Method::POST, "/admin/journeys", journey).0, 201);
+    let (status, body) = send(
+        Method::POST,
+        "/admin/journeys",
+        "name: k\nentry: everyone\nbranches: [{name: a, percent: 70}, {name: b, percent: 40}]\n",
+    );
+    assert_eq!(
+        (status, body["error"]["path"].as_str()),
+        (400, Some("$.branches[1].percent"))
+    );
+    let (status, run) = send(Method::POST, "/admin/journeys/j/run", "");
+    assert_eq!(status, 200);
+    assert_eq!(run["branches"], serde_json::json!({"uk": 2, "rest": 3}));
+    let (status, report) = send(Method::GET, "/admin/journeys/j/status", "");
+    assert_eq!(status, 200);
+    assert_eq!(report["branches"]["uk"], 2);
+    assert_eq!(send(Method::DELETE, "/admin/journeys/j", "").0, 204);
+    assert_eq!(send(Method::GET, "/admin/journeys/j", "").0, 404);
+    assert_eq!(send(Method::DELETE, "/admin/syncs/s", "").0, 204);
+    server.kill();
+}
