@@ -242,3 +242,88 @@ async fn a_fatal_answer_stops_the_run_and_keeps_what_was_acknowledged() {
     assert_eq!(done.requests, 1, "credentials refused are not retried");
     assert!(store.delivered("s").unwrap().is_empty());
 }
+
+/// Reads one HTTP request off `stream`: its body.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the client closed mid-request");
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buffer.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await.unwrap();
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            return buffer[end + 4..end + 4 + length].to_vec();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_dropped_before_the_answer_is_tried_again() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let body = read_request(&mut stream).await;
+            if n == 0 {
+                // read the whole request, then hang up without a word
+                drop(stream);
+                continue;
+            }
+            seen.lock().unwrap().push(body);
+            let answer = r#"{"errors":[]}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(response.as_bytes()).await.unwrap();
+        }
+    });
+    let built = build(
+        "hook",
+        &json!({"type": "webhook", "url": format!("http://{address}/hook"), "backoff_secs": 0.01}),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fields = vec![Field {
+        name: "email".into(),
+        column: "email".into(),
+        kind: FieldKind::Text,
+    }];
+    let keys = ["a", "b", "c"];
+    let plan = diff(
+        Mode::Upsert,
+        keys.iter()
+            .map(|k| Row::new(k.to_string(), vec![json!(format!("{k}@x.test"))]))
+            .collect(),
+        &HashMap::new(),
+        &HashMap::new(),
+    );
+    let run = Run {
+        sync: "s",
+        run_id: "r1",
+        fields: &fields,
+        abandon_after: 3,
+    };
+    let done = deliver(&built, &store, &run, plan).await.unwrap();
+    assert_eq!((done.delivered, done.retries, done.stopped), (3, 1, None));
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1, "answered once, after the drop");
+    let body: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(body["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(store.delivered("s").unwrap().len(), 3);
+}
