@@ -29,13 +29,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use deltalake::protocol::SaveMode;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use weft_audience::spec::{check_name, parse_value};
 use weft_lake::catalog::Lake;
 
-use crate::{ActivateError, Result, SpecError, spec_error};
+use crate::spec::{text, unknown_keys};
+use crate::{Result, SpecError, spec_error};
 
 /// The branch of the holdout group.
 pub const HOLDOUT: &str = "holdout";
@@ -189,24 +189,6 @@ pub fn from_value(value: &Value) -> Result<JourneySpec, SpecError> {
     })
 }
 
-fn unknown_keys(object: &Map<String, Value>, keys: &[&str], path: &str) -> Result<(), SpecError> {
-    match object.keys().find(|k| !keys.contains(&k.as_str())) {
-        Some(unknown) => Err(spec_error(
-            &format!("{path}.{unknown}"),
-            format!("unknown key: one of {}", keys.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn text(object: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, SpecError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
-        Some(_) => Err(spec_error(&format!("{path}.{key}"), "a non-empty string")),
-    }
-}
-
 fn percent(value: &Value) -> Option<f64> {
     value.as_f64().filter(|p| (0.0..=100.0).contains(p))
 }
@@ -349,16 +331,7 @@ pub async fn record(
             ),
         ],
     )?;
-    lake.table("activation", "journey_history")
-        .await?
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .map_err(|source| ActivateError::Delta {
-            table: "activation.journey_history".into(),
-            source: Box::new(source),
-        })?;
-    Ok(())
+    crate::runs::append_batch(lake, "journey_history", batch).await
 }
 
 #[cfg(test)]

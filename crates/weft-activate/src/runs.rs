@@ -107,13 +107,18 @@ pub async fn append(lake: &Lake, run: &RunRecord) -> Result<()> {
             Arc::new(StringArray::from(vec![run.error.as_deref()])),
         ],
     )?;
-    lake.table("activation", "sync_runs")
+    append_batch(lake, "sync_runs", batch).await
+}
+
+/// Appends `batch` to the Delta table `activation.{table}`.
+pub(crate) async fn append_batch(lake: &Lake, table: &str, batch: RecordBatch) -> Result<()> {
+    lake.table("activation", table)
         .await?
         .write(vec![batch])
         .with_save_mode(SaveMode::Append)
         .await
         .map_err(|source| ActivateError::Delta {
-            table: "activation.sync_runs".into(),
+            table: format!("activation.{table}"),
             source: Box::new(source),
         })?;
     Ok(())

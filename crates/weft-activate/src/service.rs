@@ -103,14 +103,7 @@ impl<'a> Syncs<'a> {
     }
 
     pub fn spec(&self, name: &str) -> Result<SyncSpec> {
-        let definition =
-            self.store
-                .get(Kind::Sync, name)?
-                .ok_or_else(|| ActivateError::Missing {
-                    kind: "sync",
-                    name: name.to_owned(),
-                })?;
-        stored_spec(&definition)
+        stored_spec(&stored(self.store, Kind::Sync, "sync", name)?)
     }
 
     /// Deletes the sync and what it knew was delivered (the destination
@@ -229,10 +222,23 @@ impl<'a> Syncs<'a> {
     }
 }
 
+/// The latest version of `name`, or what is missing.
+fn stored(store: &Store, kind: Kind, noun: &'static str, name: &str) -> Result<Definition> {
+    store
+        .get(kind, name)?
+        .ok_or_else(|| ActivateError::Missing {
+            kind: noun,
+            name: name.to_owned(),
+        })
+}
+
 fn stored_spec(definition: &Definition) -> Result<SyncSpec> {
-    let value: Value = serde_json::from_str(&definition.spec)
-        .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?;
-    Ok(spec::from_value(&value)?)
+    Ok(spec::from_value(&stored_json(definition)?)?)
+}
+
+fn stored_json(definition: &Definition) -> Result<Value> {
+    Ok(serde_json::from_str(&definition.spec)
+        .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?)
 }
 
 /// Journeys as the CLI and the admin API use them.
@@ -317,14 +323,7 @@ impl<'a> Journeys<'a> {
     }
 
     pub fn spec(&self, name: &str) -> Result<JourneySpec> {
-        let definition =
-            self.store
-                .get(Kind::Journey, name)?
-                .ok_or_else(|| ActivateError::Missing {
-                    kind: "journey",
-                    name: name.to_owned(),
-                })?;
-        stored_journey(&definition)
+        stored_journey(&stored(self.store, Kind::Journey, "journey", name)?)
     }
 
     /// Deletes the journey and its current assignments (its history stays).
@@ -418,7 +417,5 @@ impl<'a> Journeys<'a> {
 }
 
 fn stored_journey(definition: &Definition) -> Result<JourneySpec> {
-    let value: Value = serde_json::from_str(&definition.spec)
-        .map_err(|e| spec_error("$", format!("the stored spec is not JSON: {e}")))?;
-    Ok(journey::from_value(&value)?)
+    Ok(journey::from_value(&stored_json(definition)?)?)
 }

@@ -103,18 +103,13 @@ pub fn from_value(value: &Value) -> Result<SyncSpec, SpecError> {
     let object = value
         .as_object()
         .ok_or_else(|| spec_error("$", "a sync spec is an object"))?;
-    if let Some(unknown) = object.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(spec_error(
-            &format!("$.{unknown}"),
-            format!("unknown key: one of {}", KEYS.join(", ")),
-        ));
-    }
-    let name = text(object, "name")?.ok_or_else(|| spec_error("$.name", "required"))?;
+    unknown_keys(object, &KEYS, "$")?;
+    let name = text(object, "name", "$")?.ok_or_else(|| spec_error("$.name", "required"))?;
     check_name(&name, "$.name")?;
     let source = match (
-        text(object, "audience")?,
-        text(object, "journey")?,
-        text(object, "branch")?,
+        text(object, "audience", "$")?,
+        text(object, "journey", "$")?,
+        text(object, "branch", "$")?,
     ) {
         (Some(audience), None, None) => Source::Audience(audience),
         (None, Some(journey), Some(branch)) => Source::Branch { journey, branch },
@@ -131,8 +126,8 @@ pub fn from_value(value: &Value) -> Result<SyncSpec, SpecError> {
         }
     };
     let destination =
-        text(object, "destination")?.ok_or_else(|| spec_error("$.destination", "required"))?;
-    let mode = match text(object, "mode")? {
+        text(object, "destination", "$")?.ok_or_else(|| spec_error("$.destination", "required"))?;
+    let mode = match text(object, "mode", "$")? {
         None => Mode::Upsert,
         Some(mode) => Mode::parse(&mode).ok_or_else(|| {
             let names: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
@@ -142,7 +137,7 @@ pub fn from_value(value: &Value) -> Result<SyncSpec, SpecError> {
             )
         })?,
     };
-    let key = text(object, "key")?.unwrap_or_else(|| "customer_id".to_owned());
+    let key = text(object, "key", "$")?.unwrap_or_else(|| "customer_id".to_owned());
     let fields = match object.get("fields") {
         None => Vec::new(),
         Some(Value::Object(fields)) => fields
@@ -171,7 +166,7 @@ pub fn from_value(value: &Value) -> Result<SyncSpec, SpecError> {
     };
     Ok(SyncSpec {
         name,
-        description: text(object, "description")?,
+        description: text(object, "description", "$")?,
         source,
         destination,
         mode,
@@ -181,11 +176,31 @@ pub fn from_value(value: &Value) -> Result<SyncSpec, SpecError> {
     })
 }
 
-fn text(object: &Map<String, Value>, key: &str) -> Result<Option<String>, SpecError> {
+/// `object[key]` as text (absent or null: None); `path` is the object's.
+pub(crate) fn text(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, SpecError> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
-        Some(_) => Err(spec_error(&format!("$.{key}"), "a non-empty string")),
+        Some(_) => Err(spec_error(&format!("{path}.{key}"), "a non-empty string")),
+    }
+}
+
+/// The first key of `object` not among `keys`, as an error at its path.
+pub(crate) fn unknown_keys(
+    object: &Map<String, Value>,
+    keys: &[&str],
+    path: &str,
+) -> Result<(), SpecError> {
+    match object.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(unknown) => Err(spec_error(
+            &format!("{path}.{unknown}"),
+            format!("unknown key: one of {}", keys.join(", ")),
+        )),
+        None => Ok(()),
     }
 }
 

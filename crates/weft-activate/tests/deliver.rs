@@ -220,17 +220,8 @@ async fn a_fatal_answer_stops_the_run_and_keeps_what_was_acknowledged() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let fields = vec![Field {
-        name: "email".into(),
-        column: "email".into(),
-        kind: FieldKind::Text,
-    }];
-    let plan = diff(
-        Mode::Upsert,
-        vec![Row::new("a".into(), vec![json!("a@x.test")])],
-        &HashMap::new(),
-        &HashMap::new(),
-    );
+    let fields = email_field();
+    let plan = first_upserts(&["a"]);
     let run = Run {
         sync: "s",
         run_id: "r1",
@@ -241,6 +232,23 @@ async fn a_fatal_answer_stops_the_run_and_keeps_what_was_acknowledged() {
     assert!(done.stopped.unwrap().contains("bad token"));
     assert_eq!(done.requests, 1, "credentials refused are not retried");
     assert!(store.delivered("s").unwrap().is_empty());
+}
+
+fn email_field() -> Vec<Field> {
+    vec![Field {
+        name: "email".into(),
+        column: "email".into(),
+        kind: FieldKind::Text,
+    }]
+}
+
+/// A first run's plan: an upsert of `keys`, each with an email.
+fn first_upserts(keys: &[&str]) -> weft_activate::diff::Plan {
+    let rows = keys
+        .iter()
+        .map(|k| Row::new(k.to_string(), vec![json!(format!("{k}@x.test"))]))
+        .collect();
+    diff(Mode::Upsert, rows, &HashMap::new(), &HashMap::new())
 }
 
 /// Reads one HTTP request off `stream`: its body.
@@ -299,20 +307,8 @@ async fn a_connection_dropped_before_the_answer_is_tried_again() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let fields = vec![Field {
-        name: "email".into(),
-        column: "email".into(),
-        kind: FieldKind::Text,
-    }];
-    let keys = ["a", "b", "c"];
-    let plan = diff(
-        Mode::Upsert,
-        keys.iter()
-            .map(|k| Row::new(k.to_string(), vec![json!(format!("{k}@x.test"))]))
-            .collect(),
-        &HashMap::new(),
-        &HashMap::new(),
-    );
+    let fields = email_field();
+    let plan = first_upserts(&["a", "b", "c"]);
     let run = Run {
         sync: "s",
         run_id: "r1",
