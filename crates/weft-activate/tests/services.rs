@@ -794,3 +794,256 @@ async fn braze_tracks_attributes_and_membership_within_its_limits() {
         Err(weft_activate::destination::SendError::Fatal(_))
     ));
 }
+
+// ---------------------------------------------------------------- Salesforce Bulk API 2.0
+
+#[derive(Default)]
+struct BulkJob {
+    csv: String,
+    state: String,
+    polls: usize,
+    failed: Vec<String>,
+}
+
+#[derive(Default)]
+struct BulkOrg {
+    org: Org,
+    jobs: BTreeMap<String, BulkJob>,
+}
+
+type Bulk = State<Arc<Mutex<BulkOrg>>>;
+
+async fn bulk_create(State(bulk): Bulk, headers: HeaderMap, Json(spec): Json<Value>) -> Response {
+    let mut bulk = bulk.lock().unwrap();
+    if !sf_session(&mut bulk.org, &headers) {
+        return sf_expired();
+    }
+    let expected = json!({"object": "Contact", "externalIdFieldName": "Weft_Id__c",
+        "contentType": "CSV", "operation": "upsert", "lineEnding": "LF"});
+    if spec != expected {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "unexpected job spec");
+    }
+    let id = format!("750{:013}", bulk.jobs.len() + 1);
+    bulk.jobs.insert(
+        id.clone(),
+        BulkJob {
+            state: "Open".into(),
+            ..BulkJob::default()
+        },
+    );
+    Json(json!({"id": id, "state": "Open", "object": "Contact", "operation": "upsert"}))
+        .into_response()
+}
+
+async fn bulk_upload(
+    State(bulk): Bulk,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let mut bulk = bulk.lock().unwrap();
+    if !sf_session(&mut bulk.org, &headers) {
+        return sf_expired();
+    }
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("text/csv") {
+        return sf_error(StatusCode::BAD_REQUEST, "INVALIDBATCH", "CSV is expected");
+    }
+    match bulk.jobs.get_mut(&id) {
+        Some(job) if job.state == "Open" => {
+            job.csv.push_str(&body);
+            StatusCode::CREATED.into_response()
+        }
+        _ => sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no open job"),
+    }
+}
+
+/// Closing the job processes its rows: LastName is required on create,
+/// an empty cell leaves a field alone and #N/A clears it.
+async fn bulk_close(
+    State(bulk): Bulk,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(change): Json<Value>,
+) -> Response {
+    let mut bulk = bulk.lock().unwrap();
+    if !sf_session(&mut bulk.org, &headers) {
+        return sf_expired();
+    }
+    if change != json!({"state": "UploadComplete"}) {
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOBSTATE",
+            "bad state change",
+        );
+    }
+    let BulkOrg { org, jobs } = &mut *bulk;
+    let Some(job) = jobs.get_mut(&id) else {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such job");
+    };
+    let mut reader = csv::Reader::from_reader(job.csv.as_bytes());
+    let columns: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let id = row.get(0).unwrap().to_owned();
+        let cells: Vec<(&String, &str)> = columns.iter().zip(row.iter()).collect();
+        let last_name = cells
+            .iter()
+            .find(|(c, _)| *c == "LastName")
+            .map(|(_, v)| *v);
+        if !org.contacts.contains_key(&id) && matches!(last_name, None | Some("") | Some("#N/A")) {
+            job.failed.push(format!(
+                "\"\",\"REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --\",{}",
+                row.iter().collect::<Vec<_>>().join(",")
+            ));
+            continue;
+        }
+        let contact = org.contacts.entry(id).or_default();
+        for (column, value) in cells {
+            match value {
+                "" => {}
+                "#N/A" => {
+                    contact.insert(column.clone(), Value::Null);
+                }
+                value => {
+                    contact.insert(column.clone(), json!(value));
+                }
+            }
+        }
+    }
+    job.state = "UploadComplete".into();
+    Json(json!({"id": id, "state": "UploadComplete"})).into_response()
+}
+
+/// A job is in progress on the first look, complete on the next.
+async fn bulk_info(State(bulk): Bulk, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let mut bulk = bulk.lock().unwrap();
+    if !sf_session(&mut bulk.org, &headers) {
+        return sf_expired();
+    }
+    let Some(job) = bulk.jobs.get_mut(&id) else {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such job");
+    };
+    job.polls += 1;
+    if job.state == "UploadComplete" || job.state == "InProgress" {
+        job.state = if job.polls > 1 {
+            "JobComplete"
+        } else {
+            "InProgress"
+        }
+        .into();
+    }
+    Json(json!({"id": id, "state": job.state, "numberRecordsFailed": job.failed.len()}))
+        .into_response()
+}
+
+async fn bulk_failed(State(bulk): Bulk, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let mut bulk = bulk.lock().unwrap();
+    if !sf_session(&mut bulk.org, &headers) {
+        return sf_expired();
+    }
+    let Some(job) = bulk.jobs.get(&id) else {
+        return sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such job");
+    };
+    let columns = csv::Reader::from_reader(job.csv.as_bytes())
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut text = format!("\"sf__Id\",\"sf__Error\",{columns}\n");
+    for line in &job.failed {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.into_response()
+}
+
+#[tokio::test]
+async fn salesforce_bulk_jobs_upsert_large_syncs_and_report_failed_rows() {
+    let bulk = Arc::new(Mutex::new(BulkOrg::default()));
+    let base = "/services/data/v60.0/jobs/ingest";
+    let token = {
+        let bulk = bulk.clone();
+        move |form: Form<HashMap<String, String>>| {
+            let bulk = bulk.clone();
+            async move {
+                // the same token endpoint, on the bulk org's sessions
+                let org = Arc::new(Mutex::new(std::mem::take(&mut bulk.lock().unwrap().org)));
+                let response = sf_token(State(org.clone()), form).await;
+                bulk.lock().unwrap().org = std::mem::take(&mut *org.lock().unwrap());
+                response
+            }
+        }
+    };
+    let url = serve(
+        Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route(base, post(bulk_create))
+            .route(&format!("{base}/{{id}}"), get(bulk_info).patch(bulk_close))
+            .route(
+                &format!("{base}/{{id}}/batches"),
+                axum::routing::put(bulk_upload),
+            )
+            .route(&format!("{base}/{{id}}/failedResults/"), get(bulk_failed))
+            .with_state(bulk.clone()),
+    )
+    .await;
+    let built = build(
+        "crm",
+        &json!({
+            "type": "salesforce", "url": url, "object": "Contact",
+            "external_id_field": "Weft_Id__c", "membership_field": "In_Audience__c",
+            "client_id": "weft-app", "client_secret": "s3cret&more",
+            "bulk": true, "poll_secs": 0.01, "backoff_secs": 0.01,
+        }),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fields = text_fields(&[("Email", "email"), ("LastName", "last_name")]);
+    let done = sync(
+        &built,
+        &store,
+        &fields,
+        Mode::Membership,
+        contacts(0..25_000),
+        "r1",
+    )
+    .await;
+    assert_eq!(done.stopped, None);
+    assert_eq!((done.delivered, done.failed), (24_999, 1));
+    assert!(
+        store.failures("s").unwrap()["c013"]
+            .message
+            .contains("REQUIRED_FIELD_MISSING")
+    );
+    {
+        let bulk = bulk.lock().unwrap();
+        assert_eq!(bulk.jobs.len(), 3, "10,000 rows per job");
+        assert_eq!(bulk.org.contacts.len(), 24_999);
+        assert!(bulk.org.issued >= 2, "the expired session was renewed");
+        let contact = &bulk.org.contacts["c20042"];
+        assert_eq!(contact["Email"], "p20042@x.test");
+        assert_eq!(contact["In_Audience__c"], "true");
+    }
+    // Leavers are flagged false and keep their other fields.
+    let done = sync(
+        &built,
+        &store,
+        &fields,
+        Mode::Membership,
+        contacts(5..25_000),
+        "r2",
+    )
+    .await;
+    assert_eq!((done.delivered, done.stopped), (5, None));
+    let bulk = bulk.lock().unwrap();
+    assert_eq!(bulk.org.contacts["c001"]["In_Audience__c"], "false");
+    assert_eq!(bulk.org.contacts["c001"]["LastName"], "Last1");
+}

@@ -7,6 +7,11 @@
 //! false on exit. The token is either given (`access_token`) or obtained
 //! with the OAuth client-credentials flow (`client_id`, `client_secret`)
 //! and obtained again once when Salesforce says the session expired.
+//! With `bulk = true`, each batch of up to 10,000 rows is one Bulk API 2.0
+//! ingest job instead (create, upload CSV, close, wait, read the failed
+//! results by external id), for large syncs.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -37,7 +42,22 @@ pub struct Settings {
     pub access_token: Option<Secret>,
     pub client_id: Option<Secret>,
     pub client_secret: Option<Secret>,
+    /// Upsert through Bulk API 2.0 ingest jobs (10,000 rows per job)
+    /// instead of sObject Collections (200 per call): for large syncs.
+    #[serde(default)]
+    pub bulk: bool,
+    /// Seconds between two looks at a bulk job's state.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: f64,
 }
+
+fn default_poll_secs() -> f64 {
+    2.0
+}
+
+/// How long a bulk job may take before the batch is tried again (an
+/// upsert of the same rows is harmless).
+const BULK_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
 pub struct Salesforce {
     settings: Settings,
@@ -164,6 +184,146 @@ impl Salesforce {
     }
 }
 
+impl Salesforce {
+    /// Each change as a record: its fields (none for an exit), the key in
+    /// the external id field, and the membership flag where it applies.
+    fn records(&self, batch: &Batch<'_>) -> Vec<Map<String, Value>> {
+        batch
+            .changes
+            .iter()
+            .map(|change| {
+                let mut record = if change.op.removes() {
+                    Map::new()
+                } else {
+                    object_of(batch.fields, change)
+                };
+                record.insert(
+                    self.settings.external_id_field.clone(),
+                    Value::String(change.key.clone()),
+                );
+                if let Some(flag) = &self.settings.membership_field
+                    && matches!(change.op, Op::Enter | Op::Exit)
+                {
+                    record.insert(flag.clone(), Value::Bool(!change.op.removes()));
+                }
+                record
+            })
+            .collect()
+    }
+
+    /// One Bulk API 2.0 upsert job for the batch: create it, upload the
+    /// rows as CSV, close it, wait for it, then read the failed results,
+    /// matched to rows by external id.
+    async fn bulk(&self, batch: &Batch<'_>) -> Result<RowResults, SendError> {
+        let external = &self.settings.external_id_field;
+        let mut columns = vec![external.clone()];
+        columns.extend(batch.fields.iter().map(|f| f.name.clone()));
+        if let Some(flag) = &self.settings.membership_field
+            && !columns.contains(flag)
+        {
+            columns.push(flag.clone());
+        }
+        let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
+        let fatal = |e: csv::Error| SendError::Fatal(format!("writing the CSV: {e}"));
+        csv.write_record(&columns).map_err(fatal)?;
+        for record in self.records(batch) {
+            // an empty cell leaves a field as it is; #N/A clears it
+            let cells = columns.iter().map(|column| match record.get(column) {
+                None => String::new(),
+                Some(Value::Null) => "#N/A".to_owned(),
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+            });
+            csv.write_record(cells).map_err(fatal)?;
+        }
+        let body = csv
+            .into_inner()
+            .map_err(|e| SendError::Fatal(format!("writing the CSV: {e}")))?;
+
+        let jobs = self.data("/jobs/ingest");
+        let spec = json!({
+            "object": self.settings.object,
+            "externalIdFieldName": external,
+            "contentType": "CSV",
+            "operation": "upsert",
+            "lineEnding": "LF",
+        });
+        let created = self
+            .authorised(|token| self.client.post(&jobs).bearer_auth(token).json(&spec))
+            .await?;
+        let id = serde_json::from_str::<Value>(&created)
+            .ok()
+            .and_then(|job| job["id"].as_str().map(str::to_owned))
+            .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
+            .ok_or_else(|| SendError::Retry {
+                reason: "Salesforce created a job without an id".into(),
+                after: None,
+            })?;
+        let job = format!("{jobs}/{id}");
+        let upload = format!("{job}/batches");
+        self.authorised(|token| {
+            self.client
+                .put(&upload)
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(body.clone())
+        })
+        .await?;
+        let close = json!({"state": "UploadComplete"});
+        self.authorised(|token| self.client.patch(&job).bearer_auth(token).json(&close))
+            .await?;
+
+        let started = Instant::now();
+        let poll = Duration::from_secs_f64(self.settings.poll_secs.clamp(0.01, 60.0));
+        loop {
+            let info: Value = serde_json::from_str(
+                &self
+                    .authorised(|token| self.client.get(&job).bearer_auth(token))
+                    .await?,
+            )
+            .unwrap_or_default();
+            match info["state"].as_str().unwrap_or_default() {
+                "JobComplete" => break,
+                "Failed" | "Aborted" => {
+                    return Err(SendError::Fatal(format!(
+                        "Salesforce bulk job {id} {}: {}",
+                        info["state"].as_str().unwrap_or_default(),
+                        http::excerpt(info["errorMessage"].as_str().unwrap_or("no message"))
+                    )));
+                }
+                _ if started.elapsed() > BULK_PATIENCE => {
+                    return Err(SendError::Retry {
+                        reason: format!("Salesforce bulk job {id} still running after 30 minutes"),
+                        after: None,
+                    });
+                }
+                _ => tokio::time::sleep(poll).await,
+            }
+        }
+        let failed_url = format!("{job}/failedResults/");
+        let failed = self
+            .authorised(|token| self.client.get(&failed_url).bearer_auth(token))
+            .await?;
+        let mut reader = csv::Reader::from_reader(failed.as_bytes());
+        let headers = reader.headers().cloned().unwrap_or_default();
+        let error_at = headers.iter().position(|h| h == "sf__Error");
+        let key_at = headers.iter().position(|h| h == external.as_str());
+        let mut refused = std::collections::HashMap::new();
+        if let (Some(error_at), Some(key_at)) = (error_at, key_at) {
+            for row in reader.records().flatten() {
+                if let (Some(key), Some(error)) = (row.get(key_at), row.get(error_at)) {
+                    refused.insert(key.to_owned(), http::excerpt(error));
+                }
+            }
+        }
+        Ok(batch
+            .changes
+            .iter()
+            .map(|change| refused.get(&change.key).cloned())
+            .collect())
+    }
+}
+
 fn form_body(pairs: &[(&str, &str)]) -> String {
     reqwest::Url::parse_with_params("http://form.invalid/", pairs)
         .map(|url| url.query().unwrap_or_default().to_owned())
@@ -230,7 +390,7 @@ struct UpsertResult {
 #[async_trait]
 impl Destination for Salesforce {
     fn max_batch(&self) -> usize {
-        200
+        if self.settings.bulk { 10_000 } else { 200 }
     }
 
     fn modes(&self) -> &'static [Mode] {
@@ -267,25 +427,14 @@ impl Destination for Salesforce {
     }
 
     async fn send(&self, batch: &Batch<'_>) -> Result<RowResults, SendError> {
-        let records: Vec<Value> = batch
-            .changes
-            .iter()
-            .map(|change| {
-                let mut record = if change.op.removes() {
-                    Map::new()
-                } else {
-                    object_of(batch.fields, change)
-                };
+        if self.settings.bulk {
+            return self.bulk(batch).await;
+        }
+        let records: Vec<Value> = self
+            .records(batch)
+            .into_iter()
+            .map(|mut record| {
                 record.insert("attributes".into(), json!({"type": self.settings.object}));
-                record.insert(
-                    self.settings.external_id_field.clone(),
-                    Value::String(change.key.clone()),
-                );
-                if let Some(flag) = &self.settings.membership_field
-                    && matches!(change.op, Op::Enter | Op::Exit)
-                {
-                    record.insert(flag.clone(), Value::Bool(!change.op.removes()));
-                }
                 Value::Object(record)
             })
             .collect();
