@@ -16,19 +16,28 @@ pub fn client(common: &Common) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// A request that got no answer: a timeout or a dropped connection is
-/// worth retrying, a bad URL is not.
 /// Sends `request`: the body of a 2xx answer, else what the failure means.
 pub async fn exchange(request: reqwest::RequestBuilder) -> Result<String, SendError> {
+    exchange_as(request, failure).await
+}
+
+/// [`exchange`] for a service whose error bodies say more than the status:
+/// `classify` reads a non-2xx answer.
+pub async fn exchange_as(
+    request: reqwest::RequestBuilder,
+    classify: fn(StatusCode, &reqwest::header::HeaderMap, &str) -> SendError,
+) -> Result<String, SendError> {
     let response = request.send().await.map_err(transport)?;
     let (status, headers, body) = text(response).await?;
     if status.is_success() {
         Ok(body)
     } else {
-        Err(failure(status, &headers, &body))
+        Err(classify(status, &headers, &body))
     }
 }
 
+/// A request that got no answer: a timeout or a dropped connection is
+/// worth retrying, a bad URL is not.
 pub fn transport(error: reqwest::Error) -> SendError {
     if error.is_builder() {
         return SendError::Fatal(format!("bad request: {}", without_url(&error)));

@@ -75,26 +75,22 @@ impl Meta {
         if let Some(session) = session {
             body["session"] = session;
         }
-        let response = self
-            .client
-            .request(method, self.users())
-            .bearer_auth(self.settings.access_token.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(http::transport)?;
-        let (status, headers, text) = http::text(response).await?;
-        if status.is_success() {
-            if let Ok(answer) = serde_json::from_str::<Value>(&text)
-                && let Some(invalid) = answer["num_invalid_entries"].as_u64()
-                && invalid > 0
-            {
-                // Meta does not say which rows; its samples are hashes.
-                tracing::warn!(invalid, "Meta counted rows it could not use");
-            }
-            return Ok(());
+        let text = http::exchange_as(
+            self.client
+                .request(method, self.users())
+                .bearer_auth(self.settings.access_token.expose())
+                .json(&body),
+            failure,
+        )
+        .await?;
+        if let Ok(answer) = serde_json::from_str::<Value>(&text)
+            && let Some(invalid) = answer["num_invalid_entries"].as_u64()
+            && invalid > 0
+        {
+            // Meta does not say which rows; its samples are hashes.
+            tracing::warn!(invalid, "Meta counted rows it could not use");
         }
-        Err(failure(status, &headers, &text))
+        Ok(())
     }
 }
 
@@ -203,19 +199,14 @@ impl Destination for Meta {
             self.settings.url.trim_end_matches('/'),
             self.settings.audience_id
         );
-        let response = self
-            .client
-            .get(url)
-            .bearer_auth(self.settings.access_token.expose())
-            .send()
-            .await
-            .map_err(http::transport)?;
-        let (status, headers, text) = http::text(response).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(failure(status, &headers, &text))
-        }
+        http::exchange_as(
+            self.client
+                .get(url)
+                .bearer_auth(self.settings.access_token.expose()),
+            failure,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn send(&self, batch: &Batch<'_>) -> Result<RowResults, SendError> {

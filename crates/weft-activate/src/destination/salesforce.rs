@@ -165,26 +165,18 @@ impl Salesforce {
         request: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<String, SendError> {
         let token = self.token().await?;
-        let response = request(&token).send().await.map_err(http::transport)?;
-        let (status, headers, text) = http::text(response).await?;
-        if status.is_success() {
-            return Ok(text);
-        }
-        if status == reqwest::StatusCode::UNAUTHORIZED && self.settings.client_id.is_some() {
-            let fresh = self.obtain_token().await?;
-            *self.token.lock().await = Some(fresh.clone());
-            let response = request(&fresh).send().await.map_err(http::transport)?;
-            let (status, headers, text) = http::text(response).await?;
-            if status.is_success() {
-                return Ok(text);
+        match http::exchange_as(request(&token), failure).await {
+            Err(SendError::Fatal(reason))
+                if reason.contains("INVALID_SESSION_ID") && self.settings.client_id.is_some() =>
+            {
+                let fresh = self.obtain_token().await?;
+                *self.token.lock().await = Some(fresh.clone());
+                http::exchange_as(request(&fresh), failure).await
             }
-            return Err(failure(status, &headers, &text));
+            other => other,
         }
-        Err(failure(status, &headers, &text))
     }
-}
 
-impl Salesforce {
     /// Each change as a record: its fields (none for an exit), the key in
     /// the external id field, and the membership flag where it applies.
     fn records(&self, batch: &Batch<'_>) -> Vec<Map<String, Value>> {
