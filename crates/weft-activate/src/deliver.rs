@@ -68,7 +68,12 @@ pub async fn deliver(built: &Built, store: &Store, run: &Run<'_>, plan: Plan) ->
             run.abandon_after,
         )?;
     }
-    fill_removals(store, run.sync, &mut changes)?;
+    fill_previous(
+        store,
+        run.sync,
+        &mut changes,
+        built.destination.wants_previous(),
+    )?;
 
     let size = built.batch_size();
     let total = changes.len();
@@ -126,20 +131,32 @@ pub async fn deliver(built: &Built, store: &Store, run: &Run<'_>, plan: Plan) ->
 }
 
 /// A removal sends what was last delivered for its key, so a destination
-/// that needs the identifiers (hashed emails, an external id) has them.
-fn fill_removals(store: &Store, sync: &str, changes: &mut [Change]) -> Result<()> {
+/// that needs the identifiers (hashed emails, an external id) has them;
+/// so does a changed row, for a destination that wants the old values.
+fn fill_previous(
+    store: &Store,
+    sync: &str,
+    changes: &mut [Change],
+    changed_too: bool,
+) -> Result<()> {
+    let wanted = |change: &Change| change.op.removes() || (changed_too && change.replaces);
     let keys: Vec<&str> = changes
         .iter()
-        .filter(|change| change.op.removes())
+        .filter(|change| wanted(change))
         .map(|change| change.key.as_str())
         .collect();
     if keys.is_empty() {
         return Ok(());
     }
     let sent = store.sent(sync, &keys)?;
-    for change in changes.iter_mut().filter(|change| change.op.removes()) {
+    for change in changes.iter_mut().filter(|change| wanted(change)) {
         if let Some(json) = sent.get(&change.key) {
-            change.values = serde_json::from_str::<Vec<Value>>(json).unwrap_or_default();
+            let values = serde_json::from_str::<Vec<Value>>(json).unwrap_or_default();
+            if change.op.removes() {
+                change.values = values;
+            } else {
+                change.previous = Some(values);
+            }
         }
     }
     Ok(())

@@ -52,6 +52,10 @@ pub struct Change {
     /// The hash the state keeps once the destination acknowledges it.
     pub hash: u64,
     pub json: String,
+    /// Whether the key was delivered before with other values.
+    pub replaces: bool,
+    /// Those other values, for destinations that want them.
+    pub previous: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -84,11 +88,15 @@ pub fn diff(
     delivered: &HashMap<String, u64>,
     failures: &HashMap<String, Failure>,
 ) -> Plan {
+    // already in key order when read: then this is one pass
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let mut plan = Plan::default();
-    let mut current = HashSet::with_capacity(rows.len());
+    let mut matched = 0;
+    // the keys of rows not sent, kept (not copied) for finding removals
+    let mut kept = Vec::new();
     for row in rows {
-        let op = match delivered.get(&row.key) {
+        let before = delivered.get(&row.key);
+        let op = match before {
             None => {
                 plan.counts.added += 1;
                 Some(match mode {
@@ -99,6 +107,7 @@ pub fn diff(
                 })
             }
             Some(&hash) if hash != row.hash => {
+                matched += 1;
                 plan.counts.changed += 1;
                 match mode {
                     Mode::Upsert | Mode::Mirror => Some(Op::Upsert),
@@ -108,32 +117,47 @@ pub fn diff(
                 }
             }
             Some(_) => {
+                matched += 1;
                 plan.counts.unchanged += 1;
                 None
             }
         };
-        current.insert(row.key.clone());
-        let Some(op) = op else { continue };
+        let Some(op) = op else {
+            kept.push(row.key);
+            continue;
+        };
         if let Some(failure) = failures.get(&row.key) {
             if failure.abandoned && failure.hash == row.hash {
                 plan.counts.abandoned += 1;
+                kept.push(row.key);
                 continue;
             }
             plan.counts.retried += 1;
         }
         plan.changes.push(Change {
+            values: row.values(),
             key: row.key,
             op,
-            values: row.values,
             hash: row.hash,
             json: row.json,
+            replaces: before.is_some(),
+            previous: None,
         });
     }
+    if matched == delivered.len() {
+        return plan;
+    }
+    let current: HashSet<&str> = kept
+        .iter()
+        .chain(plan.changes.iter().map(|change| &change.key))
+        .map(String::as_str)
+        .collect();
     let mut gone: Vec<(&String, u64)> = delivered
         .iter()
-        .filter(|(key, _)| !current.contains(*key))
+        .filter(|(key, _)| !current.contains(key.as_str()))
         .map(|(key, hash)| (key, *hash))
         .collect();
+    drop(current);
     gone.sort_unstable();
     for (key, hash) in gone {
         let op = match mode {
@@ -158,6 +182,8 @@ pub fn diff(
             values: Vec::new(),
             hash,
             json: String::new(),
+            replaces: false,
+            previous: None,
         });
     }
     plan

@@ -334,6 +334,120 @@ pub async fn record(
     crate::runs::append_batch(lake, "journey_history", batch).await
 }
 
+/// What one branch's customers did after they were put on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BranchResult {
+    pub branch: String,
+    /// Customers whose first place in the journey was this branch.
+    pub customers: usize,
+    /// Of them, those with a conversion after that moment.
+    pub converted: usize,
+    pub conversions: usize,
+    pub revenue: f64,
+    /// `converted / customers`.
+    pub conversion_rate: f64,
+    /// The rate against the holdout's, less one (none without a holdout
+    /// or when nobody in it converted).
+    pub lift: Option<f64>,
+}
+
+/// Each branch's outcome, by intention to treat: a customer counts in the
+/// branch they were first put on, whatever happened after, with the
+/// conversions (`derived.conversions`, through their cookies in
+/// `identity.person_map`) from that moment on. The holdout is the baseline.
+pub async fn results(lake: &Lake, journey: &str) -> Result<Vec<BranchResult>> {
+    let names = ["activation.journey_history", "identity.person_map", "derived.conversions"];
+    let tables: Vec<(String, String)> = names
+        .iter()
+        .map(|name| {
+            let (schema, table) = name.split_once('.').expect("a lake name");
+            (schema.to_owned(), table.to_owned())
+        })
+        .collect();
+    let context = weft_lake::sql::session_of(lake, &tables).await?;
+    if !weft_lake::sql::has_table(&context, names[0]) {
+        return Ok(Vec::new());
+    }
+    let outcomes = if names[1..]
+        .iter()
+        .all(|name| weft_lake::sql::has_table(&context, name))
+    {
+        "SELECT a.customer_id, count(c.conversion_tstamp) AS conversions,
+           coalesce(sum(c.value), 0) AS revenue
+         FROM assigned a
+         LEFT JOIN identity.person_map m
+           ON m.customer_id = a.customer_id AND m.kind = 'domain_userid'
+         LEFT JOIN derived.conversions c
+           ON c.domain_userid = m.value
+           AND CAST(c.conversion_tstamp AS TIMESTAMP) >= CAST(a.entered_at AS TIMESTAMP)
+         GROUP BY a.customer_id"
+    } else {
+        // nothing modelled yet: nobody has converted
+        "SELECT customer_id, 0 AS conversions, 0.0 AS revenue FROM assigned"
+    };
+    let journey = journey.replace('\'', "''");
+    let sql = format!(
+        "WITH first AS (
+           SELECT customer_id, min(at) AS entered_at
+           FROM activation.journey_history
+           WHERE journey = '{journey}' AND to_branch IS NOT NULL
+           GROUP BY customer_id
+         ),
+         assigned AS (
+           SELECT f.customer_id, min(h.to_branch) AS branch, f.entered_at
+           FROM first f
+           JOIN activation.journey_history h
+             ON h.customer_id = f.customer_id AND h.at = f.entered_at
+           WHERE h.journey = '{journey}' AND h.to_branch IS NOT NULL
+           GROUP BY f.customer_id, f.entered_at
+         ),
+         outcomes AS ({outcomes})
+         SELECT a.branch, count(*) AS customers,
+           sum(CASE WHEN o.conversions > 0 THEN 1 ELSE 0 END) AS converted,
+           sum(o.conversions) AS conversions, sum(o.revenue) AS revenue
+         FROM assigned a JOIN outcomes o ON o.customer_id = a.customer_id
+         GROUP BY a.branch
+         ORDER BY a.branch"
+    );
+    let batches = context.sql(&sql).await?.collect().await?;
+    let mut results = Vec::new();
+    for batch in &batches {
+        let branches = crate::rows::json_values(batch.column(0))?;
+        let numbers: Vec<Vec<Value>> = (1..5)
+            .map(|i| crate::rows::json_values(batch.column(i)))
+            .collect::<Result<_>>()?;
+        for row in 0..batch.num_rows() {
+            let number = |i: usize| numbers[i][row].as_f64().unwrap_or(0.0);
+            let customers = number(0) as usize;
+            let converted = number(1) as usize;
+            results.push(BranchResult {
+                branch: branches[row].as_str().unwrap_or_default().to_owned(),
+                customers,
+                converted,
+                conversions: number(2) as usize,
+                revenue: number(3),
+                conversion_rate: if customers == 0 {
+                    0.0
+                } else {
+                    converted as f64 / customers as f64
+                },
+                lift: None,
+            });
+        }
+    }
+    let baseline = results
+        .iter()
+        .find(|r| r.branch == HOLDOUT)
+        .map(|r| r.conversion_rate)
+        .filter(|rate| *rate > 0.0);
+    if let Some(baseline) = baseline {
+        for result in results.iter_mut().filter(|r| r.branch != HOLDOUT) {
+            result.lift = Some(result.conversion_rate / baseline - 1.0);
+        }
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,23 @@ pub struct RunRecord {
     /// `succeeded`, `partial` (some rows refused), `stopped` or `dry_run`.
     pub status: String,
     pub error: Option<String>,
+    /// Where the run's time went (not kept in `activation.sync_runs`).
+    pub stages: Stages,
+}
+
+/// Milliseconds spent in each stage of a run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stages {
+    /// Finding the members (the audience query or the journey branch).
+    pub members_ms: u64,
+    /// Reading and hashing their profile rows.
+    pub read_ms: u64,
+    /// Loading what was delivered before.
+    pub state_ms: u64,
+    /// Comparing the rows with it.
+    pub diff_ms: u64,
+    /// Sending and checkpointing.
+    pub deliver_ms: u64,
 }
 
 pub fn schema() -> SchemaRef {

@@ -6,6 +6,7 @@
 //! branches' syncs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -19,7 +20,7 @@ use crate::destination::{Built, build};
 use crate::diff::diff;
 use crate::journey::{self, JourneySpec, Rule};
 use crate::rows::{self, customer_columns};
-use crate::runs::{self, RunRecord};
+use crate::runs::{self, RunRecord, Stages};
 use crate::spec::{self, Source, SyncSpec};
 use crate::{ActivateError, Result, spec_error};
 
@@ -120,7 +121,15 @@ impl<'a> Syncs<'a> {
         let started_at = Utc::now();
         let spec = self.spec(name)?;
         let built = self.destination(&spec)?;
+        let mut stages = Stages::default();
+        let mut clock = Instant::now();
+        let mut lap = || {
+            let ms = clock.elapsed().as_millis() as u64;
+            clock = Instant::now();
+            ms
+        };
         let members = self.members(&spec.source).await?;
+        stages.members_ms = lap();
         let read = rows::read(
             self.lake,
             &members,
@@ -129,13 +138,14 @@ impl<'a> Syncs<'a> {
             built.common.purpose,
         )
         .await?;
+        stages.read_ms = lap();
         let fields = read.fields;
-        let plan = diff(
-            spec.mode,
-            read.rows,
-            &self.store.delivered(name)?,
-            &self.store.failures(name)?,
-        );
+        let delivered = self.store.delivered(name)?;
+        let failures = self.store.failures(name)?;
+        stages.state_ms = lap();
+        let plan = diff(spec.mode, read.rows, &delivered, &failures);
+        drop(delivered);
+        stages.diff_ms = lap();
         let counts = plan.counts;
         let to_send = plan.changes.len();
         let run_id = format!("{}-{}", started_at.format("%Y%m%dT%H%M%S%.6fZ"), name);
@@ -150,6 +160,7 @@ impl<'a> Syncs<'a> {
             };
             deliver(&built, self.store, &run, plan).await?
         };
+        stages.deliver_ms = lap();
         let status = match (&delivery.stopped, delivery.failed, dry_run) {
             (_, _, true) => "dry_run",
             (Some(_), _, _) => "stopped",
@@ -178,6 +189,7 @@ impl<'a> Syncs<'a> {
             retries: delivery.retries,
             status: status.to_owned(),
             error: delivery.stopped,
+            stages,
         };
         if !dry_run {
             runs::append(self.lake, &record).await?;
@@ -347,6 +359,12 @@ impl<'a> Journeys<'a> {
             *counts.entry(branch).or_default() += 1;
         }
         Ok(counts)
+    }
+
+    /// What each branch's customers did after they were put on it.
+    pub async fn results(&self, name: &str) -> Result<Vec<journey::BranchResult>> {
+        self.spec(name)?;
+        journey::results(self.lake, name).await
     }
 
     /// The syncs fed by the journey's branches.

@@ -302,6 +302,21 @@ async fn meta_custom_audience_holds_the_members_hashed_added_and_removed() {
     let expected: BTreeSet<Vec<String>> = (5..25).filter(|i| *i != 7).map(meta_hashes).collect();
     assert_eq!(audience.lock().unwrap().members, expected);
 
+    // A member's email changes: the old identifiers leave, the new ones enter.
+    let mut moved = meta_rows(5..25);
+    let i = moved.iter().position(|r| r.key == "c10").unwrap();
+    let mut values = moved[i].values();
+    values[0] = json!("new10@example.com");
+    moved[i] = Row::new("c10".into(), values);
+    let done = sync(&built, &store, &fields, Mode::Membership, moved, "r2b").await;
+    assert_eq!((done.delivered, done.stopped), (1, None));
+    let mut expected = expected;
+    assert!(expected.remove(&meta_hashes(10)));
+    let mut new = meta_hashes(10);
+    new[0] = sha256("new10@example.com");
+    expected.insert(new);
+    assert_eq!(audience.lock().unwrap().members, expected);
+
     // An expired token stops the run at once.
     let expired = build("ads", &settings("expired")).unwrap();
     let other = tempfile::tempdir().unwrap();

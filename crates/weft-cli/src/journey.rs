@@ -2,7 +2,7 @@
 //! audience, stable random split, holdout), each branch feeding syncs.
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use weft_activate::service::{JourneyRun, Journeys};
 use weft_core::Config;
 use weft_lake::Lake;
@@ -26,8 +26,19 @@ pub enum JourneyCommand {
     Run(RunArgs),
     /// Members per branch now, and the syncs each branch feeds.
     Status(NameArgs),
+    /// What each branch's customers did after they were put on it:
+    /// conversions, revenue and lift over the holdout.
+    Results(ResultsArgs),
     /// Remove a journey and its current assignments (its history stays).
     Delete(NameArgs),
+}
+
+#[derive(Args)]
+pub struct ResultsArgs {
+    pub name: String,
+    /// The results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(config: Config, command: JourneyCommand) -> Result<()> {
@@ -102,6 +113,30 @@ pub async fn run(config: Config, command: JourneyCommand) -> Result<()> {
                         format!("\tsyncs: {}", fed.join(", "))
                     }
                 );
+            }
+        }
+        JourneyCommand::Results(args) => {
+            let results = journeys.results(&args.name).await.map_err(usage)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                println!(
+                    "journey {}: each customer counted in the first branch they were put on",
+                    args.name
+                );
+                println!("  branch\tcustomers\tconverted\trate\trevenue\tlift over holdout");
+                for r in &results {
+                    println!(
+                        "  {}\t{}\t{}\t{:.1}%\t{:.2}\t{}",
+                        r.branch,
+                        r.customers,
+                        r.converted,
+                        r.conversion_rate * 100.0,
+                        r.revenue,
+                        r.lift
+                            .map_or("-".to_owned(), |lift| format!("{:+.1}%", lift * 100.0))
+                    );
+                }
             }
         }
         JourneyCommand::Delete(args) => {

@@ -35,6 +35,7 @@ pub fn routes() -> Router<Arc<Admin>> {
         )
         .route("/journeys/{name}/run", post(run_journey))
         .route("/journeys/{name}/status", get(journey_status))
+        .route("/journeys/{name}/results", get(journey_results))
 }
 
 type Shared = State<Arc<Admin>>;
@@ -200,6 +201,10 @@ async fn run_journey(
     Query(options): Query<RunOptions>,
 ) -> Reply {
     reply(journeys(&admin).run(&name, options.dry_run).await?)
+}
+
+async fn journey_results(State(admin): Shared, Path(name): Path<String>) -> Reply {
+    reply(json!({ "journey": name, "branches": journeys(&admin).results(&name).await? }))
 }
 
 async fn journey_status(State(admin): Shared, Path(name): Path<String>) -> Reply {

@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Batch, Common, Destination, RowResults, Secret, SendError, http};
-use crate::diff::Change;
 use crate::normalise::{self, KEYS};
 use crate::spec::Mode;
 
@@ -154,10 +153,10 @@ fn regain_access(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// A change's row in schema order: each value prepared as Meta wants it,
 /// or None when no identifier is left after normalisation.
-fn prepare(schema: &[&str], change: &Change) -> Option<Vec<String>> {
+fn prepare(schema: &[&str], values: &[Value]) -> Option<Vec<String>> {
     let row: Vec<String> = schema
         .iter()
-        .zip(&change.values)
+        .zip(values)
         .map(|(key, value)| match value {
             Value::String(text) => normalise::prepare(key, text),
             Value::Null => String::new(),
@@ -175,6 +174,10 @@ impl Destination for Meta {
 
     fn modes(&self) -> &'static [Mode] {
         &[Mode::Membership, Mode::Mirror, Mode::Upsert]
+    }
+
+    fn wants_previous(&self) -> bool {
+        true
     }
 
     fn check_fields(&self, names: &[&str]) -> Result<(), String> {
@@ -214,14 +217,27 @@ impl Destination for Meta {
         let mut results = vec![None; batch.changes.len()];
         let mut adds = Vec::new();
         let mut removes = Vec::new();
+        // A member's old identifiers (a changed email), taken out before
+        // the new ones go in so the person stays in the audience.
+        let mut superseded = Vec::new();
         for (slot, change) in results.iter_mut().zip(batch.changes) {
-            match prepare(&schema, change) {
+            match prepare(&schema, &change.values) {
                 None => {
                     *slot = Some("no identifier Meta can match on after normalisation".into());
                 }
                 Some(row) if change.op.removes() => removes.push(row),
-                Some(row) => adds.push(row),
+                Some(row) => {
+                    let old = change.previous.as_deref().and_then(|v| prepare(&schema, v));
+                    if let Some(old) = old.filter(|old| *old != row) {
+                        superseded.push(old);
+                    }
+                    adds.push(row);
+                }
             }
+        }
+        if !superseded.is_empty() {
+            self.call(reqwest::Method::DELETE, &schema, &superseded, None)
+                .await?;
         }
         if !adds.is_empty() {
             let session = json!({

@@ -100,6 +100,13 @@ pub trait Destination: Send + Sync {
         Ok(())
     }
 
+    /// Whether a changed row needs what was last sent for it in
+    /// [`Change::previous`]: a service that matches people by the values
+    /// themselves (hashed emails) must have the old ones taken out.
+    fn wants_previous(&self) -> bool {
+        false
+    }
+
     /// Checks the destination can be reached and accepts the credentials.
     async fn check(&self) -> Result<(), SendError>;
 

@@ -252,6 +252,11 @@ fn report(destination: &str, what: &str, (run, seconds): &(RunRecord, f64)) {
         run.changed,
         run.unchanged
     );
+    let s = run.stages;
+    println!(
+        "  stages: members {} ms, read {} ms, state {} ms, diff {} ms, deliver {} ms",
+        s.members_ms, s.read_ms, s.state_ms, s.diff_ms, s.deliver_ms
+    );
 }
 
 /// Seconds to post `rows` rows, pre-serialised, in batches of `batch`,

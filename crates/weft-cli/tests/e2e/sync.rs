@@ -281,6 +281,25 @@ fn syncs_send_members_once_and_record_their_runs() {
         stdout.contains("uk\t2 members\tsyncs: uk-files → out"),
         "{stdout}"
     );
+    // the fixture's conversions all came before the journey
+    let (code, stdout, stderr) = sync(
+        dir.path(),
+        &config,
+        &["journey", "results", "by-country", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let counts: Vec<_> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["branch"].as_str().unwrap(), r["customers"].as_u64(), r["converted"].as_u64()))
+        .collect();
+    assert_eq!(counts, [("rest", Some(3), Some(0)), ("uk", Some(2), Some(0))]);
+    assert_eq!(
+        sync(dir.path(), &config, &["journey", "results", "no-such"]).0,
+        2
+    );
     assert_eq!(
         sql(
             dir.path(),
@@ -388,6 +407,9 @@ fn the_admin_api_stores_runs_and_reports_syncs_and_journeys() {
     let (status, run) = send(Method::POST, "/admin/journeys/j/run", "");
     assert_eq!(status, 200);
     assert_eq!(run["branches"], serde_json::json!({"uk": 2, "rest": 3}));
+    let (status, results) = send(Method::GET, "/admin/journeys/j/results", "");
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results["branches"].as_array().map(Vec::len), Some(2), "{results}");
     let (status, report) = send(Method::GET, "/admin/journeys/j/status", "");
     assert_eq!(status, 200);
     assert_eq!(report["branches"]["uk"], 2);
