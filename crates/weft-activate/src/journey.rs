@@ -356,7 +356,11 @@ pub struct BranchResult {
 /// conversions (`derived.conversions`, through their cookies in
 /// `identity.person_map`) from that moment on. The holdout is the baseline.
 pub async fn results(lake: &Lake, journey: &str) -> Result<Vec<BranchResult>> {
-    let names = ["activation.journey_history", "identity.person_map", "derived.conversions"];
+    let names = [
+        "activation.journey_history",
+        "identity.person_map",
+        "derived.conversions",
+    ];
     let tables: Vec<(String, String)> = names
         .iter()
         .map(|name| {

@@ -256,9 +256,11 @@ impl Cells {
         let as_type = |to: &DataType| cast(column, to);
         Ok(match column.data_type() {
             DataType::Boolean => Cells::Boolean(column.as_boolean().clone()),
-            t if t.is_integer() => {
-                Cells::Integer(as_type(&DataType::Int64)?.as_primitive::<Int64Type>().clone())
-            }
+            t if t.is_integer() => Cells::Integer(
+                as_type(&DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone(),
+            ),
             t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => Cells::Float(
                 as_type(&DataType::Float64)?
                     .as_primitive::<Float64Type>()
@@ -387,8 +389,13 @@ mod tests {
             ]
         );
         // a key is non-empty text or a number
-        let keys = Cells::of(&(Arc::new(StringArray::from(vec![Some("k"), Some(""), None])) as ArrayRef)).unwrap();
-        assert_eq!((0..3).map(|i| keys.key(i)).collect::<Vec<_>>(), vec![Some("k".into()), None, None]);
+        let keys =
+            Cells::of(&(Arc::new(StringArray::from(vec![Some("k"), Some(""), None])) as ArrayRef))
+                .unwrap();
+        assert_eq!(
+            (0..3).map(|i| keys.key(i)).collect::<Vec<_>>(),
+            vec![Some("k".into()), None, None]
+        );
         let numbers = Cells::of(&columns[1]).unwrap();
         assert_eq!(numbers.key(0), Some("-3".into()));
         assert_eq!(Cells::of(&columns[0]).unwrap().key(0), None);

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{TimeZone, Utc};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use serde_json::json;
-use chrono::{TimeZone, Utc};
 use weft_activate::journey::{self, BranchResult, Moves};
 use weft_activate::rows::{Purpose, read};
 use weft_lake::Lake;
@@ -109,11 +109,16 @@ async fn journey_results_count_conversions_after_the_first_assignment() {
         ]),
         ..Moves::default()
     };
-    journey::record(&lake, "j", "r1", day(1), &first).await.unwrap();
+    journey::record(&lake, "j", "r1", day(1), &first)
+        .await
+        .unwrap();
     // with nothing modelled yet, nobody has converted
     let nothing = journey::results(&lake, "j").await.unwrap();
     assert_eq!(
-        nothing.iter().map(|r| (r.branch.as_str(), r.customers, r.converted)).collect::<Vec<_>>(),
+        nothing
+            .iter()
+            .map(|r| (r.branch.as_str(), r.customers, r.converted))
+            .collect::<Vec<_>>(),
         [("email", 3, 0), ("holdout", 2, 0)]
     );
     let second = Moves {
@@ -121,9 +126,13 @@ async fn journey_results_count_conversions_after_the_first_assignment() {
         entered: pairs(&[("c6", "ads")]),
         ..Moves::default()
     };
-    journey::record(&lake, "j", "r2", day(5), &second).await.unwrap();
+    journey::record(&lake, "j", "r2", day(5), &second)
+        .await
+        .unwrap();
     // another journey's history is not counted
-    journey::record(&lake, "other", "r3", day(1), &first).await.unwrap();
+    journey::record(&lake, "other", "r3", day(1), &first)
+        .await
+        .unwrap();
     write(
         &lake,
         "identity.person_map",

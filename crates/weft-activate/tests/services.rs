@@ -1062,3 +1062,224 @@ async fn salesforce_bulk_jobs_upsert_large_syncs_and_report_failed_rows() {
     assert_eq!(bulk.org.contacts["c001"]["In_Audience__c"], "false");
     assert_eq!(bulk.org.contacts["c001"]["LastName"], "Last1");
 }
+
+// ---------------------------------------------------------------- S3 (files to an object store)
+
+#[derive(Default)]
+struct Bucket {
+    objects: BTreeMap<String, Vec<u8>>,
+    puts: usize,
+}
+
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>R1</RequestId></Error>"#
+    );
+    (status, [("content-type", "application/xml")], body).into_response()
+}
+
+/// PutObject and DeleteObject, path-style, as S3 documents them: signed
+/// with Signature Version 4 by the bucket's key, the payload's SHA-256 in
+/// `x-amz-content-sha256`, an ETag in the answer; the first PUT meets
+/// 503 SlowDown.
+async fn s3_object(
+    State(bucket): State<Arc<Mutex<Bucket>>>,
+    Path((name, key)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization").unwrap_or_default();
+    let Some(credential) = authorization
+        .strip_prefix("AWS4-HMAC-SHA256 Credential=")
+        .and_then(|rest| rest.split(',').next())
+    else {
+        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied");
+    };
+    let scope: Vec<&str> = credential.split('/').collect();
+    if scope.first() != Some(&"weft-test") {
+        return s3_error(
+            StatusCode::FORBIDDEN,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        );
+    }
+    if scope.get(2..) != Some(&["us-east-1", "s3", "aws4_request"][..])
+        || !authorization.contains("SignedHeaders=")
+        || !authorization.contains("Signature=")
+        || header("x-amz-date").is_none()
+    {
+        return s3_error(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match",
+        );
+    }
+    if name != "exports" {
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchBucket",
+            "The specified bucket does not exist",
+        );
+    }
+    let mut bucket = bucket.lock().unwrap();
+    if method == Method::PUT {
+        match header("x-amz-content-sha256") {
+            Some("UNSIGNED-PAYLOAD") => {}
+            Some(hash) if hash == hex::encode(Sha256::digest(&body)) => {}
+            _ => {
+                return s3_error(
+                    StatusCode::BAD_REQUEST,
+                    "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                );
+            }
+        }
+        bucket.puts += 1;
+        if bucket.puts == 1 {
+            return s3_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+            );
+        }
+        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+        bucket.objects.insert(key, body.to_vec());
+        return (StatusCode::OK, [("etag", etag)]).into_response();
+    }
+    bucket.objects.remove(&key);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// DeleteObjects (`POST /bucket?delete`), the way the client removes
+/// objects: an XML list of keys in, the deleted keys out.
+async fn s3_delete_objects(
+    State(bucket): State<Arc<Mutex<Bucket>>>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential=weft-test/"));
+    if !signed {
+        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied");
+    }
+    if name != "exports" || query.as_deref() != Some("delete") {
+        return s3_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "not a DeleteObjects request",
+        );
+    }
+    if !headers.contains_key("content-md5")
+        && !headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-amz-checksum-"))
+    {
+        return s3_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5",
+        );
+    }
+    let mut bucket = bucket.lock().unwrap();
+    let mut deleted = String::new();
+    for part in body.split("<Key>").skip(1) {
+        let key = part.split("</Key>").next().unwrap_or_default();
+        bucket.objects.remove(key);
+        deleted.push_str(&format!("<Deleted><Key>{key}</Key></Deleted>"));
+    }
+    let answer = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{deleted}</DeleteResult>"#
+    );
+    (
+        StatusCode::OK,
+        [("content-type", "application/xml")],
+        answer,
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn files_go_to_an_object_store_with_their_manifest() {
+    let bucket = Arc::new(Mutex::new(Bucket::default()));
+    let url = serve(
+        Router::new()
+            .route("/{bucket}", post(s3_delete_objects))
+            .route(
+                "/{bucket}/{*key}",
+                axum::routing::put(s3_object).delete(s3_object),
+            )
+            .with_state(bucket.clone()),
+    )
+    .await;
+    let settings = |key: &str| {
+        json!({
+            "type": "files",
+            "path": "s3://exports/weft",
+            "batch_size": 10,
+            "max_retries": 1,
+            "backoff_secs": 0.01,
+            "options": {
+                "aws_endpoint": url,
+                "aws_allow_http": "true",
+                "aws_region": "us-east-1",
+                "aws_access_key_id": key,
+                "aws_secret_access_key": "not-logged",
+            },
+        })
+    };
+    let built = build("drop", &settings("weft-test")).unwrap();
+    built.destination.check().await.unwrap();
+    assert!(
+        bucket.lock().unwrap().objects.is_empty(),
+        "the write check leaves nothing"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fields = text_fields(&[("email", "email")]);
+    let rows: Vec<Row> = (0..25)
+        .map(|i| Row::new(format!("c{i:02}"), vec![json!(format!("p{i}@x.test"))]))
+        .collect();
+    let done = sync(&built, &store, &fields, Mode::Upsert, rows, "r1").await;
+    assert_eq!((done.delivered, done.stopped), (25, None));
+    let objects = bucket.lock().unwrap().objects.clone();
+    let names: Vec<&str> = objects.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "weft/s/r1/manifest.json",
+            "weft/s/r1/part-00001.csv",
+            "weft/s/r1/part-00002.csv",
+            "weft/s/r1/part-00003.csv",
+        ]
+    );
+    let manifest: Value = serde_json::from_slice(&objects["weft/s/r1/manifest.json"]).unwrap();
+    assert_eq!(
+        (manifest["complete"].as_bool(), manifest["rows"].as_u64()),
+        (Some(true), Some(25))
+    );
+    for file in manifest["files"].as_array().unwrap() {
+        let bytes = &objects[&format!("weft/s/r1/{}", file["name"].as_str().unwrap())];
+        assert_eq!(file["sha256"], hex::encode(Sha256::digest(bytes)));
+    }
+    let first = String::from_utf8(objects["weft/s/r1/part-00001.csv"].clone()).unwrap();
+    assert_eq!(first.lines().next(), Some("_op,_key,email"));
+    assert_eq!(first.lines().nth(1), Some("upsert,c00,p0@x.test"));
+
+    // a key the store does not know stops the run at once, nothing recorded as sent
+    let refused = build("drop", &settings("nobody")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path()).unwrap();
+    let rows = vec![Row::new("c1".into(), vec![json!("a@x.test")])];
+    let done = sync(&refused, &store, &fields, Mode::Upsert, rows, "r2").await;
+    let stopped = done.stopped.unwrap();
+    assert!(stopped.contains("writing files"), "{stopped}");
+    assert!(!stopped.contains("not-logged"), "{stopped}");
+    assert_eq!((done.delivered, done.requests), (0, 1));
+    assert!(store.delivered("s").unwrap().is_empty());
+}

@@ -1,12 +1,13 @@
 //! Files: each batch a CSV or Parquet file under
-//! `PATH/SYNC/RUN_ID/part-NNNNN.EXT`, and `manifest.json` beside them
+//! `PATH/SYNC/RUN_ID/part-NNNNN.EXT` — a local folder, or an object store
+//! (`s3://bucket/prefix`, `gs://…`, `az://…`) — and `manifest.json` beside them
 //! listing the files with their rows and SHA-256 — the file drop email and
 //! ad tools ingest. The manifest is rewritten after each file (a file is
 //! delivered once it is listed) and says `"complete": true` when the run
 //! ended; a run cut short still lists every file it delivered. Columns:
 //! `_op` (upsert, delete, enter, exit, …), `_key`, then the sync's fields.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Batch, Destination, RowResults, RunEnd, SendError};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::{Batch, Destination, RowResults, RunEnd, Secret, SendError};
 use crate::rows::{Field, FieldKind};
 use crate::spec::Mode;
 
@@ -36,9 +40,108 @@ pub enum Format {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub path: PathBuf,
+    /// A local folder, or an object store URL.
+    pub path: String,
     #[serde(default)]
     pub format: Format,
+    /// The object store's settings by their `object_store` names
+    /// (`aws_endpoint`, `aws_region`, `aws_access_key_id`, …), over those
+    /// of the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    #[serde(default)]
+    pub options: BTreeMap<String, Secret>,
+}
+
+/// Where the files go.
+enum Target {
+    /// Written through a temporary file and synced to disk.
+    Folder(PathBuf),
+    /// Each file one PUT: whole or absent.
+    Store {
+        store: Box<dyn ObjectStore>,
+        root: StorePath,
+    },
+}
+
+impl Target {
+    fn of(settings: &Settings) -> Result<Target, String> {
+        let local = !settings.path.contains("://") || settings.path.starts_with("file://");
+        if local {
+            let path = settings
+                .path
+                .strip_prefix("file://")
+                .unwrap_or(&settings.path);
+            return Ok(Target::Folder(PathBuf::from(path)));
+        }
+        let url = url::Url::parse(&settings.path)
+            .map_err(|e| format!("path {:?} is not a URL: {e}", settings.path))?;
+        let from_env = std::env::vars().filter(|(key, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+        });
+        let given = settings
+            .options
+            .iter()
+            .map(|(key, value)| (key.clone(), value.expose().to_owned()));
+        let (store, root) = object_store::parse_url_opts(&url, from_env.chain(given))
+            .map_err(|e| format!("path {:?}: {e}", settings.path))?;
+        Ok(Target::Store { store, root })
+    }
+
+    /// Writes `bytes` under `parts` (folders, then the file's name).
+    async fn put(&self, parts: &[&str], bytes: Vec<u8>) -> Result<(), SendError> {
+        match self {
+            Target::Folder(root) => {
+                let path = parts
+                    .iter()
+                    .fold(root.clone(), |path, part| path.join(part));
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                write_atomically(&path, &bytes).map_err(io)
+            }
+            Target::Store { store, root, .. } => {
+                let location = parts
+                    .iter()
+                    .fold(root.clone(), |path, part| path.join(*part));
+                store.put(&location, bytes.into()).await.map_err(stored)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn delete(&self, parts: &[&str]) -> Result<(), SendError> {
+        match self {
+            Target::Folder(root) => {
+                let path = parts
+                    .iter()
+                    .fold(root.clone(), |path, part| path.join(part));
+                std::fs::remove_file(path).map_err(io)
+            }
+            Target::Store { store, root, .. } => {
+                let location = parts
+                    .iter()
+                    .fold(root.clone(), |path, part| path.join(*part));
+                store.delete(&location).await.map_err(stored)
+            }
+        }
+    }
+}
+
+/// An object store's refusal stops the run; anything else (it has
+/// already retried the request itself) is tried again later.
+fn stored(error: object_store::Error) -> SendError {
+    match error {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::NotFound { .. } => {
+            SendError::Fatal(format!("writing files: {error}"))
+        }
+        other => SendError::Retry {
+            reason: format!("writing files: {other}"),
+            after: None,
+        },
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,25 +152,23 @@ struct Written {
 }
 
 pub struct Files {
-    settings: Settings,
+    format: Format,
+    target: Target,
     /// Files written so far, per run.
     written: Mutex<HashMap<String, Vec<Written>>>,
 }
 
 impl Files {
-    pub fn new(settings: Settings) -> Self {
-        Self {
-            settings,
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        Ok(Self {
+            target: Target::of(&settings)?,
+            format: settings.format,
             written: Mutex::default(),
-        }
-    }
-
-    fn run_dir(&self, sync: &str, run_id: &str) -> PathBuf {
-        self.settings.path.join(sync).join(run_id)
+        })
     }
 
     fn extension(&self) -> &'static str {
-        match self.settings.format {
+        match self.format {
             Format::Csv => "csv",
             Format::Parquet => "parquet",
         }
@@ -173,34 +274,33 @@ impl Destination for Files {
     }
 
     async fn check(&self) -> Result<(), SendError> {
-        std::fs::create_dir_all(&self.settings.path).map_err(io)?;
-        let probe = self.settings.path.join(".weft-write-check");
-        std::fs::write(&probe, b"")
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(io)
+        let probe = [".weft-write-check"];
+        self.target.put(&probe, Vec::new()).await?;
+        self.target.delete(&probe).await
     }
 
     async fn send(&self, batch: &Batch<'_>) -> Result<RowResults, SendError> {
-        let dir = self.run_dir(batch.sync, batch.run_id);
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let bytes = match self.settings.format {
+        let bytes = match self.format {
             Format::Csv => csv_bytes(batch)?,
             Format::Parquet => parquet_bytes(batch)?,
         };
         let name = format!("part-{:05}.{}", batch.seq, self.extension());
-        write_atomically(&dir.join(&name), &bytes).map_err(io)?;
         let written = Written {
             name,
             rows: batch.changes.len(),
             sha256: hex::encode(Sha256::digest(&bytes)),
         };
+        self.target
+            .put(&[batch.sync, batch.run_id, &written.name], bytes)
+            .await?;
         let files = {
             let mut runs = self.written.lock().unwrap_or_else(|e| e.into_inner());
             let files = runs.entry(batch.run_id.to_owned()).or_default();
             files.push(written);
             files.clone()
         };
-        self.manifest(batch.sync, batch.run_id, batch.fields, &files, false)?;
+        self.manifest(batch.sync, batch.run_id, batch.fields, &files, false)
+            .await?;
         Ok(vec![None; batch.changes.len()])
     }
 
@@ -212,11 +312,12 @@ impl Destination for Files {
             .remove(run.run_id)
             .unwrap_or_default();
         self.manifest(run.sync, run.run_id, run.fields, &files, true)
+            .await
     }
 }
 
 impl Files {
-    fn manifest(
+    async fn manifest(
         &self,
         sync: &str,
         run_id: &str,
@@ -224,8 +325,6 @@ impl Files {
         files: &[Written],
         complete: bool,
     ) -> Result<(), SendError> {
-        let dir = self.run_dir(sync, run_id);
-        std::fs::create_dir_all(&dir).map_err(io)?;
         let columns: Vec<Value> = [("_op", "text"), ("_key", "text")]
             .iter()
             .map(|(name, kind)| json!({"name": name, "kind": kind}))
@@ -246,6 +345,8 @@ impl Files {
             "written_at": chrono::Utc::now().to_rfc3339(),
         });
         let bytes = serde_json::to_vec_pretty(&manifest).expect("JSON");
-        write_atomically(&dir.join("manifest.json"), &bytes).map_err(io)
+        self.target
+            .put(&[sync, run_id, "manifest.json"], bytes)
+            .await
     }
 }

@@ -215,7 +215,7 @@ pub fn build(name: &str, settings: &Value) -> Result<Built> {
     let rest = Value::Object(object);
     let destination: Box<dyn Destination> = match kind.as_str() {
         "webhook" => Box::new(Webhook::new(settings_of(name, rest)?, &common).map_err(bad)?),
-        "files" => Box::new(Files::new(settings_of(name, rest)?)),
+        "files" => Box::new(Files::new(settings_of(name, rest)?).map_err(bad)?),
         "postgres" => Box::new(Postgres::new(settings_of(name, rest)?, &common)),
         "braze" => Box::new(Braze::new(settings_of(name, rest)?, &common).map_err(bad)?),
         "meta" => Box::new(Meta::new(settings_of(name, rest)?, &common).map_err(bad)?),

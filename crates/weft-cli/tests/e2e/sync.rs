@@ -293,9 +293,18 @@ fn syncs_send_members_once_and_record_their_runs() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["branch"].as_str().unwrap(), r["customers"].as_u64(), r["converted"].as_u64()))
+        .map(|r| {
+            (
+                r["branch"].as_str().unwrap(),
+                r["customers"].as_u64(),
+                r["converted"].as_u64(),
+            )
+        })
         .collect();
-    assert_eq!(counts, [("rest", Some(3), Some(0)), ("uk", Some(2), Some(0))]);
+    assert_eq!(
+        counts,
+        [("rest", Some(3), Some(0)), ("uk", Some(2), Some(0))]
+    );
     assert_eq!(
         sync(dir.path(), &config, &["journey", "results", "no-such"]).0,
         2
@@ -409,7 +418,11 @@ fn the_admin_api_stores_runs_and_reports_syncs_and_journeys() {
     assert_eq!(run["branches"], serde_json::json!({"uk": 2, "rest": 3}));
     let (status, results) = send(Method::GET, "/admin/journeys/j/results", "");
     assert_eq!(status, 200, "{results}");
-    assert_eq!(results["branches"].as_array().map(Vec::len), Some(2), "{results}");
+    assert_eq!(
+        results["branches"].as_array().map(Vec::len),
+        Some(2),
+        "{results}"
+    );
     let (status, report) = send(Method::GET, "/admin/journeys/j/status", "");
     assert_eq!(status, 200);
     assert_eq!(report["branches"]["uk"], 2);
