@@ -10,6 +10,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 use serde_json::Value;
 use weft_lake::catalog::Lake;
@@ -92,8 +93,8 @@ pub struct Rows {
 
 const CUSTOMERS: &str = "profiles.customers";
 
-/// The kinds of `profiles.customers`' columns.
-pub async fn customer_columns(lake: &Lake) -> Result<SchemaRef> {
+/// A session holding `profiles.customers`, and the table's columns.
+async fn customers(lake: &Lake) -> Result<(SessionContext, SchemaRef)> {
     let tables = [("profiles".to_owned(), "customers".to_owned())];
     let context = weft_lake::sql::session_of(lake, &tables).await?;
     if !weft_lake::sql::has_table(&context, CUSTOMERS) {
@@ -103,7 +104,13 @@ pub async fn customer_columns(lake: &Lake) -> Result<SchemaRef> {
         )
         .into());
     }
-    Ok(context.table(CUSTOMERS).await?.schema().inner().clone())
+    let schema = context.table(CUSTOMERS).await?.schema().inner().clone();
+    Ok((context, schema))
+}
+
+/// The kinds of `profiles.customers`' columns.
+pub async fn customer_columns(lake: &Lake) -> Result<SchemaRef> {
+    Ok(customers(lake).await?.1)
 }
 
 /// Checks the key and mapped columns against the table: the fields with their kinds.
@@ -159,10 +166,8 @@ pub async fn read(
     mapping: &[(String, String)],
     purpose: Purpose,
 ) -> Result<Rows> {
-    let schema = customer_columns(lake).await?;
+    let (context, schema) = customers(lake).await?;
     let fields = fields(&schema, key, mapping)?;
-    let tables = [("profiles".to_owned(), "customers".to_owned())];
-    let context = weft_lake::sql::session_of(lake, &tables).await?;
     // Aliased by position: the key, or two fields, may be the same column.
     let mut columns = vec![
         format!("{} AS c_id", quote("customer_id")),

@@ -81,7 +81,18 @@ impl<'a> Syncs<'a> {
     /// Stores a new version. Changing the destination, key or mode starts
     /// the sync afresh: what the old one delivered says nothing of the new.
     pub async fn update(&self, text: &str) -> Result<Definition> {
+        self.update_as(None, text).await
+    }
+
+    /// [`Syncs::update`] of the sync `name` (the admin API's URL): a spec
+    /// naming another sync is refused, so an update never renames.
+    pub async fn update_named(&self, name: &str, text: &str) -> Result<Definition> {
+        self.update_as(Some(name), text).await
+    }
+
+    async fn update_as(&self, name: Option<&str>, text: &str) -> Result<Definition> {
         let (value, spec) = self.check(text).await?;
+        same_name(name, &spec.name)?;
         let old = self.spec(&spec.name)?;
         let definition = self
             .store
@@ -234,6 +245,18 @@ impl<'a> Syncs<'a> {
     }
 }
 
+/// An update addressed to `expected` must carry that name.
+fn same_name(expected: Option<&str>, spec_name: &str) -> Result<()> {
+    match expected {
+        Some(expected) if expected != spec_name => Err(spec_error(
+            "$.name",
+            format!("the spec is named {spec_name:?}, the URL {expected:?}"),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// The latest version of `name`, or what is missing.
 fn stored(store: &Store, kind: Kind, noun: &'static str, name: &str) -> Result<Definition> {
     store
@@ -317,7 +340,17 @@ impl<'a> Journeys<'a> {
     }
 
     pub fn update(&self, text: &str) -> Result<Definition> {
+        self.update_as(None, text)
+    }
+
+    /// [`Journeys::update`] of the journey `name`, which the spec must name.
+    pub fn update_named(&self, name: &str, text: &str) -> Result<Definition> {
+        self.update_as(Some(name), text)
+    }
+
+    fn update_as(&self, name: Option<&str>, text: &str) -> Result<Definition> {
         let (value, spec) = self.check(text)?;
+        same_name(name, &spec.name)?;
         Ok(self
             .store
             .update(Kind::Journey, &spec.name, &value.to_string())?)

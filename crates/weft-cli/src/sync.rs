@@ -94,12 +94,12 @@ pub async fn run(config: Config, command: SyncCommand) -> Result<()> {
         }
         SyncCommand::Status(args) => {
             syncs.spec(&args.name).map_err(usage)?;
-            let delivered = store.delivered(&args.name)?;
+            let delivered = store.delivered_count(&args.name)?;
             let failures = store.failures(&args.name)?;
             println!(
                 "{}: {} rows delivered, {} failing ({} abandoned)",
                 args.name,
-                delivered.len(),
+                delivered,
                 failures.len(),
                 failures.values().filter(|f| f.abandoned).count()
             );

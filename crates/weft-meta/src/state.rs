@@ -78,6 +78,17 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many rows the destination holds as acknowledged.
+    pub fn delivered_count(&self, sync: &str) -> Result<usize> {
+        let connection = self.connection();
+        let count: i64 = connection.query_row(
+            "SELECT count(*) FROM sync_state WHERE sync = ?1",
+            params![sync],
+            |row| row.get(0),
+        )?;
+        Ok(count as usize)
+    }
+
     /// The sync's refused rows, by key.
     pub fn failures(&self, sync: &str) -> Result<HashMap<String, Failure>> {
         let connection = self.connection();
@@ -261,6 +272,7 @@ mod tests {
         store.reset_sync("s").unwrap();
         assert!(store.delivered("s").unwrap().is_empty());
         assert_eq!(store.delivered("t").unwrap().len(), 1);
+        assert_eq!(store.delivered_count("t").unwrap(), 1);
         assert_eq!(
             store.sent("t", &["c", "z"]).unwrap(),
             HashMap::from([("c".into(), "[9]".into())])

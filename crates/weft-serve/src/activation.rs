@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use weft_activate::service::{Journeys, Syncs};
 use weft_activate::{ActivateError, runs};
-use weft_meta::MetaError;
+use weft_meta::{Definition, MetaError};
 
 use crate::admin::{Admin, Failure, Reply, reply, rows_json, text};
 
@@ -78,23 +78,19 @@ fn journeys(admin: &Admin) -> Journeys<'_> {
     Journeys::new(&admin.store, &admin.lake, &admin.destinations)
 }
 
-/// The path's name must be the spec's: a PUT does not rename.
-fn same_name(path: &str, spec_name: &str) -> Result<(), Failure> {
-    if path == spec_name {
-        Ok(())
-    } else {
-        Err(Failure(
-            StatusCode::BAD_REQUEST,
-            json!({"path": "$.name", "reason": format!("the spec is named {spec_name:?}, the URL {path:?}")}),
-        ))
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RunOptions {
     #[serde(default)]
     dry_run: bool,
+}
+
+/// Stored definitions with their version, as a list answers them.
+fn listed<S: serde::Serialize>(stored: Vec<(Definition, S)>) -> Vec<serde_json::Value> {
+    stored
+        .into_iter()
+        .map(|(definition, spec)| json!({"version": definition.version, "created_at": definition.created_at, "spec": spec}))
+        .collect()
 }
 
 fn created(name: &str, version: i64) -> Reply {
@@ -106,12 +102,7 @@ fn created(name: &str, version: i64) -> Reply {
 }
 
 async fn list_syncs(State(admin): Shared) -> Reply {
-    let list: Vec<_> = syncs(&admin)
-        .list()?
-        .into_iter()
-        .map(|(definition, spec)| json!({"version": definition.version, "created_at": definition.created_at, "spec": spec}))
-        .collect();
-    reply(list)
+    reply(listed(syncs(&admin).list()?))
 }
 
 async fn create_sync(State(admin): Shared, body: Bytes) -> Reply {
@@ -120,10 +111,7 @@ async fn create_sync(State(admin): Shared, body: Bytes) -> Reply {
 }
 
 async fn update_sync(State(admin): Shared, Path(name): Path<String>, body: Bytes) -> Reply {
-    let syncs = syncs(&admin);
-    let (_, spec) = syncs.check(text(&body)?).await?;
-    same_name(&name, &spec.name)?;
-    let stored = syncs.update(text(&body)?).await?;
+    let stored = syncs(&admin).update_named(&name, text(&body)?).await?;
     reply(json!({ "name": stored.name, "version": stored.version }))
 }
 
@@ -146,7 +134,10 @@ async fn run_sync(
 
 async fn sync_status(State(admin): Shared, Path(name): Path<String>) -> Reply {
     syncs(&admin).spec(&name)?;
-    let delivered = admin.store.delivered(&name).map_err(ActivateError::from)?;
+    let delivered = admin
+        .store
+        .delivered_count(&name)
+        .map_err(ActivateError::from)?;
     let mut failures: Vec<_> = admin
         .store
         .failures(&name)
@@ -157,7 +148,7 @@ async fn sync_status(State(admin): Shared, Path(name): Path<String>) -> Reply {
     let history = runs::history(&admin.lake, &name, 10).await?;
     reply(json!({
         "sync": name,
-        "delivered": delivered.len(),
+        "delivered": delivered,
         "failing": failures.len(),
         "failures": failures.iter().take(100).collect::<Vec<_>>(),
         "runs": rows_json(&history)?,
@@ -165,12 +156,7 @@ async fn sync_status(State(admin): Shared, Path(name): Path<String>) -> Reply {
 }
 
 async fn list_journeys(State(admin): Shared) -> Reply {
-    let list: Vec<_> = journeys(&admin)
-        .list()?
-        .into_iter()
-        .map(|(definition, spec)| json!({"version": definition.version, "created_at": definition.created_at, "spec": spec}))
-        .collect();
-    reply(list)
+    reply(listed(journeys(&admin).list()?))
 }
 
 async fn create_journey(State(admin): Shared, body: Bytes) -> Reply {
@@ -179,10 +165,7 @@ async fn create_journey(State(admin): Shared, body: Bytes) -> Reply {
 }
 
 async fn update_journey(State(admin): Shared, Path(name): Path<String>, body: Bytes) -> Reply {
-    let journeys = journeys(&admin);
-    let (_, spec) = journeys.check(text(&body)?)?;
-    same_name(&name, &spec.name)?;
-    let stored = journeys.update(text(&body)?)?;
+    let stored = journeys(&admin).update_named(&name, text(&body)?)?;
     reply(json!({ "name": stored.name, "version": stored.version }))
 }
 

@@ -9,9 +9,9 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Batch, Common, Destination, RowResults, Secret, SendError, http, object_of};
+use super::{Batch, Common, Destination, RowResults, Secret, SendError, http, record_of};
 use crate::diff::Op;
 use crate::spec::Mode;
 
@@ -102,12 +102,7 @@ impl Destination for Braze {
             .changes
             .iter()
             .map(|change| {
-                let mut object = if change.op.removes() {
-                    Map::new()
-                } else {
-                    object_of(batch.fields, change)
-                };
-                object.insert("external_id".into(), Value::String(change.key.clone()));
+                let mut object = record_of(batch.fields, change, "external_id");
                 match change.op {
                     Op::Update => {
                         object.insert("_update_existing_only".into(), Value::Bool(true));

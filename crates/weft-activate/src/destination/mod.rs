@@ -283,6 +283,18 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A record for a service keyed by an id field: the change's fields (none
+/// for a removal, which only needs the id) and its key under `id_field`.
+pub(crate) fn record_of(fields: &[Field], change: &Change, id_field: &str) -> Map<String, Value> {
+    let mut record = if change.op.removes() {
+        Map::new()
+    } else {
+        object_of(fields, change)
+    };
+    record.insert(id_field.to_owned(), Value::String(change.key.clone()));
+    record
+}
+
 /// A change's values as an object keyed by destination field.
 pub(crate) fn object_of(fields: &[Field], change: &Change) -> Map<String, Value> {
     fields

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-use super::{Batch, Common, Destination, RowResults, Secret, SendError, http, object_of};
+use super::{Batch, Common, Destination, RowResults, Secret, SendError, http, record_of};
 use crate::diff::Op;
 use crate::spec::Mode;
 
@@ -184,15 +184,7 @@ impl Salesforce {
             .changes
             .iter()
             .map(|change| {
-                let mut record = if change.op.removes() {
-                    Map::new()
-                } else {
-                    object_of(batch.fields, change)
-                };
-                record.insert(
-                    self.settings.external_id_field.clone(),
-                    Value::String(change.key.clone()),
-                );
+                let mut record = record_of(batch.fields, change, &self.settings.external_id_field);
                 if let Some(flag) = &self.settings.membership_field
                     && matches!(change.op, Op::Enter | Op::Exit)
                 {
