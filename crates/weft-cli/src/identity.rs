@@ -17,6 +17,18 @@ pub enum IdentityCommand {
     /// Deduplicate one CSV file, or link and deduplicate several, into clusters of records
     /// that are one person.
     Link(LinkArgs),
+    /// Why a customer's records are one customer: each link's rule or match weight per
+    /// field, and the path from one record to every other.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// A customer id, source:record_id, a record id, or an identifier (email, phone, user id, cookie).
+    pub id: String,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -59,10 +71,127 @@ pub struct LinkArgs {
     pub person_map: Option<PathBuf>,
 }
 
-pub async fn run(_config: Config, command: IdentityCommand) -> Result<()> {
+pub async fn run(config: Config, command: IdentityCommand) -> Result<()> {
     match command {
         IdentityCommand::Link(args) => tokio::task::spawn_blocking(move || link(args)).await?,
+        IdentityCommand::Explain(args) => explain(&config, &args).await,
     }
+}
+
+async fn explain(config: &Config, args: &ExplainArgs) -> Result<()> {
+    let lake = weft_lake::Lake::new(&config.data_dir);
+    let context = weft_lake::sql::session(&lake).await?;
+    let explanation = match weft_profiles::explain(&context, &args.id).await {
+        Ok(Some(explanation)) => explanation,
+        Ok(None) => {
+            return Err(UsageError(format!(
+                "no customer, record or identifier {:?} in identity.person_map (run `weft run identity` first)",
+                args.id
+            ))
+            .into());
+        }
+        Err(weft_profiles::ProfilesError::Config(message)) => {
+            return Err(UsageError(message).into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+        return Ok(());
+    }
+    print!("{}", explanation_text(&explanation));
+    Ok(())
+}
+
+/// The explanation as a person reads it.
+pub(crate) fn explanation_text(e: &weft_profiles::Explanation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "customer {}", e.customer_id);
+    if let Some((retired, run)) = &e.merged_from {
+        let _ = writeln!(
+            out,
+            "  ({retired} was merged into it in identity run {run})"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  records ({}): {}",
+        e.records.len(),
+        e.records.join(", ")
+    );
+    if !e.identifiers.is_empty() {
+        let identifiers: Vec<String> = e
+            .identifiers
+            .iter()
+            .map(|(kind, value)| format!("{kind} {value}"))
+            .collect();
+        let _ = writeln!(out, "  identifiers: {}", identifiers.join(", "));
+    }
+    let describe = |link: &weft_profiles::explain::Evidence| match &link.rule {
+        Some(rule) => format!("rule {rule}"),
+        None => {
+            let mut terms = vec![format!("prior {:+.2}", link.prior_weight)];
+            terms.extend(link.terms.iter().map(|t| match &t.level {
+                Some(level) => format!("{} {level} ({:+.2})", t.comparison, t.weight),
+                None => format!("{} missing", t.comparison),
+            }));
+            format!(
+                "probability {:.5}, weight {:.2} = {}",
+                link.match_probability,
+                link.match_weight,
+                terms.join(", ")
+            )
+        }
+    };
+    if !e.links.is_empty() {
+        let _ = writeln!(out, "links, strongest first:");
+        for (i, link) in e.links.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  [{}] {} - {}: {}",
+                i + 1,
+                link.left,
+                link.right,
+                describe(link)
+            );
+        }
+        let _ = writeln!(out, "paths from {}:", e.start);
+        for (member, chain) in &e.paths {
+            let mut at = e.start.as_str();
+            let mut steps = vec![at.to_owned()];
+            for &i in chain {
+                let link = &e.links[i];
+                at = if link.left == at {
+                    &link.right
+                } else {
+                    &link.left
+                };
+                steps.push(format!("[{}] {at}", i + 1));
+            }
+            let _ = writeln!(out, "  {member}: {}", steps.join(" -> "));
+        }
+    }
+    if !e.refused.is_empty() {
+        let _ = writeln!(out, "refused by a guard (kept as separate customers):");
+        for link in &e.refused {
+            let _ = writeln!(
+                out,
+                "  {} - {}: {}; {}",
+                link.left,
+                link.right,
+                link.refused.as_deref().unwrap_or(""),
+                describe(link)
+            );
+        }
+    }
+    if !e.changes.is_empty() {
+        let _ = writeln!(out, "history:");
+        for (run, change) in &e.changes {
+            let _ = writeln!(out, "  run {run}: {change}");
+        }
+    }
+    out
 }
 
 fn link(args: LinkArgs) -> Result<()> {
@@ -391,6 +520,7 @@ pub fn simulated_config(data_dir: &std::path::Path) -> IdentityConfig {
                 name: (*name).to_owned(),
                 path: Some(data_dir.join("records").join(format!("{name}.csv"))),
                 table: None,
+                postgres: None,
                 id_column: columns[0].to_owned(),
                 map: weft_sim::records::IDENTITY_COLUMNS
                     .iter()

@@ -58,7 +58,7 @@ enum Command {
     /// The web model (page views, sessions, users, conversions) for other engines.
     #[command(subcommand)]
     Model(model::ModelCommand),
-    /// Identity resolution: record linkage over any CSV files.
+    /// Identity resolution: record linkage over any CSV files, and why customers are linked.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
     /// Propensity models: train and score on any CSV file, the model registry.

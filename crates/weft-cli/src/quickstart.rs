@@ -105,6 +105,7 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         .await
         .context("resolving identities")?;
     let identity = crate::identity::evaluate_simulated(&lake, &config.data_dir, resolved).await?;
+    let explained = explain_largest(&lake).await?;
     if config.ml.category_events.is_empty() && config.ml.flags.is_empty() {
         let simulated = crate::ml::simulated_config();
         config.ml.category_events = simulated.category_events;
@@ -203,6 +204,10 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
         "weft sql \"SELECT event_name, page_urlpath, domain_userid, derived_tstamp FROM atomic.events ORDER BY derived_tstamp DESC LIMIT 5\""
     );
     println!("{}", pretty(&sample)?);
+    if let Some(explanation) = &explained {
+        println!("weft identity explain {}", explanation.customer_id);
+        print!("{}", crate::identity::explanation_text(explanation));
+    }
     let events_sent = sent.events as usize;
     if report.events != events_sent || sent.accepted() != sent.requests || report.bad_rows > 0 {
         anyhow::bail!(
@@ -229,6 +234,26 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
     serve::shutdown_signal().await;
     running.stop().await?;
     pipeline.stop().await
+}
+
+/// Why the customer with the most records is one customer.
+async fn explain_largest(lake: &Lake) -> Result<Option<weft_profiles::Explanation>> {
+    let largest = query(
+        lake,
+        "SELECT customer_id FROM profiles.customers WHERE is_current ORDER BY records DESC, customer_id LIMIT 1",
+    )
+    .await?;
+    use deltalake::arrow::array::AsArray;
+    let Some(batch) = largest.first().filter(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let column = deltalake::arrow::compute::cast(
+        batch.column(0),
+        &deltalake::arrow::datatypes::DataType::Utf8,
+    )?;
+    let id = column.as_string::<i32>().value(0).to_owned();
+    let context = weft_lake::sql::session(lake).await?;
+    Ok(weft_profiles::explain(&context, &id).await?)
 }
 
 fn print_ml(

@@ -259,9 +259,14 @@ pub struct IdentitySourceConfig {
     /// A CSV or Parquet file (by its extension) …
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// … or a table of the lake, `schema.table`.
+    /// … or a table of the lake, `schema.table`; with `postgres`, a table
+    /// (`table` or `schema.table`) of that database instead.
     #[serde(default)]
     pub table: Option<String>,
+    /// A PostgreSQL database holding `table`: `postgres://user:password@host:port/database`
+    /// (a secret: never printed).
+    #[serde(default)]
+    pub postgres: Option<String>,
     /// The column holding each record's id.
     pub id_column: String,
     /// Column → identity field (first_name, last_name, full_name, email, phone, dob,

@@ -5,7 +5,7 @@ use chrono::Datelike;
 use strsim::jaro_winkler;
 
 use crate::field::Field;
-use crate::normalise::{formal_names, same_first_name};
+use crate::normalise::{formal_names, nicknames, same_first_name};
 use crate::record::Record;
 
 /// A pair's level on a comparison: 0 is the best agreement.
@@ -199,6 +199,19 @@ pub fn within_one_edit(a: &str, b: &str) -> bool {
     }
 }
 
+/// Whether `b` is `a` with two neighbouring letters swapped.
+fn transposed(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() != b.len() {
+        return false;
+    }
+    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    differ.len() == 2
+        && differ[1] == differ[0] + 1
+        && a[differ[0]] == b[differ[1]]
+        && a[differ[1]] == b[differ[0]]
+}
+
 /// Whether `b`'s names are the other way round from `a`'s ("Smith John").
 fn swapped(a: &Record, b: &Record) -> bool {
     !a.first.is_empty()
@@ -235,8 +248,12 @@ fn one_first_name(x: &str, y: &str) -> bool {
     if x.is_empty() || y.is_empty() || first_name_level(x, y).is_some_and(|level| level <= 3) {
         return true;
     }
-    // one slip of the keyboard, also in a short name ("zoe", "ze"), or in a nickname
+    // one slip of the keyboard, also in a short name ("zoe", "ze"), two
+    // letters swapped ("rja"), or a slip in a nickname ("ady" for andy, andrew)
     within_one_edit(x, y)
+        || transposed(x, y)
+        || nicknames(x).iter().any(|n| within_one_edit(n, y))
+        || nicknames(y).iter().any(|n| within_one_edit(n, x))
         || formal_names(x)
             .iter()
             .any(|f| jaro_winkler(f, y) >= 0.85 || formal_names(y).contains(f))

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::record::Record;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scores {
     pub precision: f64,
@@ -90,4 +92,51 @@ mod tests {
         assert_eq!(perfect.pairwise.f1, 1.0);
         assert_eq!(perfect.b_cubed.f1, 1.0);
     }
+}
+
+/// The share of true pairs that are connected through records of their
+/// person sharing some identifier (email, phone, birth date, user id, street
+/// line with postcode): what any linker could reach without guessing from names.
+pub fn reachable_recall<T: Eq + std::hash::Hash + Clone>(records: &[Record], owners: &[T]) -> f64 {
+    let mut parent: Vec<usize> = (0..records.len()).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut by_key: HashMap<(T, String), usize> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let keys = [
+            r.email.clone(),
+            r.phone.clone(),
+            r.dob.map(|d| d.to_string()).unwrap_or_default(),
+            r.user_id.clone(),
+            if r.address.number.is_empty() || r.postcode.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{} {} {} {}",
+                    r.address.unit, r.address.number, r.address.street, r.postcode
+                )
+            },
+        ];
+        for (k, key) in keys.into_iter().enumerate() {
+            if key.is_empty() {
+                continue;
+            }
+            match by_key.entry((owners[i].clone(), format!("{k}:{key}"))) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let (a, b) = (find(&mut parent, *e.get()), find(&mut parent, i));
+                    parent[a] = b;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+    }
+    let components: Vec<usize> = (0..records.len()).map(|i| find(&mut parent, i)).collect();
+    evaluate(&components, owners).pairwise.recall
 }

@@ -19,7 +19,7 @@ pub use cluster::{Guards, Refusal};
 pub use compare::Comparison;
 pub use eval::{Evaluation, Scores, evaluate};
 pub use field::Field;
-pub use link::{Link, LinkOptions, Linkage, link};
+pub use link::{Link, LinkOptions, Linkage, link, paths};
 pub use record::{NormaliseOptions, RawRecord, Record};
 pub use rules::Rule;
 pub use source::{Mapping, read_csv};

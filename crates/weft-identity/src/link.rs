@@ -106,25 +106,39 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
             .collect()
     });
     // phones region by region: the parser compiles its patterns into a small
-    // shared cache, which thrashes when regions alternate
+    // shared cache, which thrashes when regions alternate; sorted, a number
+    // written alike (as its key) many times is parsed once
     let regions: Vec<String> = raw
         .iter()
         .map(|r| Record::phone_region(r, &options.normalise))
         .collect();
-    let mut order: Vec<usize> = (0..raw.len())
+    let mut phones: Vec<(&str, String, usize)> = (0..raw.len())
         .filter(|&i| !raw[i].get(Field::Phone).is_empty())
+        .map(|i| {
+            let key = crate::normalise::phone_key(raw[i].get(Field::Phone));
+            (regions[i].as_str(), key, i)
+        })
         .collect();
-    order.sort_by(|&a, &b| regions[a].cmp(&regions[b]));
-    let phones: Vec<String> = parallel_chunks(order.len(), threads, |range| {
+    phones.sort_unstable();
+    let parsed: Vec<String> = parallel_chunks(phones.len(), threads, |range| {
+        let mut last: Option<(usize, String)> = None;
         range
             .map(|k| {
-                let i = order[k];
-                crate::normalise::phone(raw[i].get(Field::Phone), &regions[i]).unwrap_or_default()
+                let (region, key, _) = &phones[k];
+                if let Some((at, number)) = &last
+                    && phones[*at].0 == *region
+                    && phones[*at].1 == *key
+                {
+                    return number.clone();
+                }
+                let number = crate::normalise::phone(key, region).unwrap_or_default();
+                last = Some((k, number.clone()));
+                number
             })
             .collect()
     });
-    for (i, phone) in order.into_iter().zip(phones) {
-        records[i].phone = phone;
+    for ((_, _, i), phone) in phones.iter().zip(parsed) {
+        records[*i].phone = phone;
     }
     timings.normalise = started.elapsed();
 
@@ -154,23 +168,60 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
         .filter(|c| c.fields().iter().any(|f| mapped.contains(f)))
         .collect();
     let mut model = Model::new(comparisons, &records, options.u_samples, threads);
-    let patterns: Vec<Pattern> = parallel_chunks(pairs.len(), threads, |range| {
+    // each pair's pattern, and which rules' keys it shares (what EM learns within)
+    let keys: Vec<Vec<Option<u64>>> = all_rules
+        .iter()
+        .map(|rule| {
+            parallel_chunks(records.len(), threads, |range| {
+                range.map(|i| rule.key(&records[i])).collect()
+            })
+        })
+        .collect();
+    let patterns: Vec<(Pattern, u32)> = parallel_chunks(pairs.len(), threads, |range| {
         range
             .map(|i| {
                 let (a, b) = unpack(pairs[i]);
-                model.pattern(&records[a], &records[b])
+                let rules = keys.iter().enumerate().fold(0u32, |mask, (r, keys)| {
+                    if r < 32 && keys[a].is_some() && keys[a] == keys[b] {
+                        mask | (1 << r)
+                    } else {
+                        mask
+                    }
+                });
+                (model.pattern(&records[a], &records[b]), rules)
             })
             .collect()
     });
+    drop(keys);
     timings.compare = started.elapsed();
 
     let started = Instant::now();
-    let mut counts: HashMap<Pattern, u64> = HashMap::new();
-    for pattern in &patterns {
-        *counts.entry(*pattern).or_default() += 1;
+    let mut counts: HashMap<(Pattern, u32), u64> = HashMap::new();
+    for key in &patterns {
+        *counts.entry(*key).or_default() += 1;
     }
+    let excluded: Vec<u32> = all_rules
+        .iter()
+        .map(|rule| excluded_comparisons(rule, &model.comparisons))
+        .collect();
     let n = records.len() as f64;
-    model.train(&counts, n * (n - 1.0) / 2.0, options.em_iterations);
+    model.train(
+        &counts,
+        &excluded,
+        n * (n - 1.0) / 2.0,
+        options.em_iterations,
+    );
+    if std::env::var_os("DEBUG_LINK_MODEL").is_some() {
+        for (c, comparison) in model.comparisons.iter().enumerate() {
+            eprintln!(
+                "{} m={:?} u={:?}",
+                comparison.name(),
+                model.m[c],
+                model.u[c]
+            );
+        }
+        eprintln!("candidate prior {}", model.candidate_prior);
+    }
     timings.train = started.elapsed();
 
     let started = Instant::now();
@@ -180,7 +231,8 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
                 let (a, b) = unpack(pairs[i]);
                 let (x, y) = (&records[a], &records[b]);
                 let rule = deterministic.iter().position(|r| r.matches(x, y));
-                let weight = model.weight(patterns[i], x, y);
+                let pattern = patterns[i].0;
+                let weight = model.weight(pattern, x, y);
                 let p = if rule.is_some() {
                     1.0
                 } else {
@@ -192,7 +244,7 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
                     rule,
                     weight,
                     probability: p,
-                    pattern: patterns[i],
+                    pattern,
                     refused: None,
                 })
             })
@@ -240,41 +292,22 @@ impl Linkage {
     }
 
     /// How a record reaches every other record of its cluster: for each
-    /// member, the chain of accepted links from `record` to it (breadth first).
+    /// member, the chain of accepted links (indices into `links`) from `record` to it.
     pub fn paths(&self, record: u32) -> Vec<(u32, Vec<usize>)> {
         let cluster = self.clusters[record as usize];
-        let mut adjacent: HashMap<u32, Vec<(u32, usize)>> = HashMap::new();
-        for (i, link) in self.links.iter().enumerate() {
-            if link.refused.is_none() && self.clusters[link.a as usize] == cluster {
-                adjacent.entry(link.a).or_default().push((link.b, i));
-                adjacent.entry(link.b).or_default().push((link.a, i));
-            }
-        }
-        let mut via: HashMap<u32, Option<(u32, usize)>> = HashMap::from([(record, None)]);
-        let mut queue = std::collections::VecDeque::from([record]);
-        let mut order = Vec::new();
-        while let Some(at) = queue.pop_front() {
-            order.push(at);
-            for &(next, link) in adjacent.get(&at).into_iter().flatten() {
-                if let std::collections::hash_map::Entry::Vacant(slot) = via.entry(next) {
-                    slot.insert(Some((at, link)));
-                    queue.push_back(next);
-                }
-            }
-        }
-        order
-            .into_iter()
-            .skip(1)
-            .map(|member| {
-                let mut chain = Vec::new();
-                let mut at = member;
-                while let Some(Some((previous, link))) = via.get(&at) {
-                    chain.push(*link);
-                    at = *previous;
-                }
-                chain.reverse();
-                (member, chain)
+        let accepted: Vec<usize> = (0..self.links.len())
+            .filter(|&i| {
+                let link = &self.links[i];
+                link.refused.is_none() && self.clusters[link.a as usize] == cluster
             })
+            .collect();
+        let edges: Vec<(u32, u32)> = accepted
+            .iter()
+            .map(|&i| (self.links[i].a, self.links[i].b))
+            .collect();
+        paths(record, &edges)
+            .into_iter()
+            .map(|(member, chain)| (member, chain.into_iter().map(|e| accepted[e]).collect()))
             .collect()
     }
 
@@ -289,6 +322,61 @@ impl Linkage {
         let r = &self.records[record as usize];
         format!("{}:{}", self.sources[r.source as usize], r.id)
     }
+}
+
+/// The comparisons (a bit each, in `comparisons`' order) that read a field
+/// of `rule`: among pairs sharing the rule's key they agree by construction.
+fn excluded_comparisons(rule: &Rule, comparisons: &[Comparison]) -> u32 {
+    let mut mask = 0;
+    for (c, comparison) in comparisons.iter().enumerate() {
+        let reads = rule.parts.iter().any(|part| {
+            let field = part.field();
+            comparison.fields().contains(&field)
+                || (field == Field::StreetNumber && *comparison == Comparison::Location)
+                || (field == Field::FullName
+                    && matches!(comparison, Comparison::FirstName | Comparison::LastName))
+        });
+        if reads {
+            mask |= 1 << c;
+        }
+    }
+    mask
+}
+
+/// How `start` reaches every node it is connected to through `edges`: for
+/// each, breadth first, the chain of edge indices from `start` to it.
+pub fn paths<T: Copy + Eq + std::hash::Hash>(start: T, edges: &[(T, T)]) -> Vec<(T, Vec<usize>)> {
+    let mut adjacent: HashMap<T, Vec<(T, usize)>> = HashMap::new();
+    for (i, &(a, b)) in edges.iter().enumerate() {
+        adjacent.entry(a).or_default().push((b, i));
+        adjacent.entry(b).or_default().push((a, i));
+    }
+    let mut via: HashMap<T, Option<(T, usize)>> = HashMap::from([(start, None)]);
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut order = Vec::new();
+    while let Some(at) = queue.pop_front() {
+        order.push(at);
+        for &(next, edge) in adjacent.get(&at).into_iter().flatten() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = via.entry(next) {
+                slot.insert(Some((at, edge)));
+                queue.push_back(next);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .skip(1)
+        .map(|member| {
+            let mut chain = Vec::new();
+            let mut at = member;
+            while let Some(Some((previous, edge))) = via.get(&at) {
+                chain.push(*edge);
+                at = *previous;
+            }
+            chain.reverse();
+            (member, chain)
+        })
+        .collect()
 }
 
 /// `work` over `0..len` split into one contiguous range per thread, results in order.

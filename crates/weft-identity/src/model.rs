@@ -168,21 +168,73 @@ impl Model {
         (level != NULL).then_some(level)
     }
 
-    /// Learns m and the prior from the candidate pairs' pattern counts, u held
-    /// fixed, until nothing moves by more than 1e-6 (at most `max_iterations`);
+    /// Learns m and the prior from the candidate pairs, u held fixed.
+    ///
+    /// `counts` holds each (pattern, rules) with its number of pairs, where
+    /// bit `r` of rules says the pair shares rule `r`'s key; `excluded[r]`
+    /// has bit `c` set for each comparison that reads one of rule `r`'s
+    /// fields. As Splink does, m is learned by expectation–maximisation
+    /// within each rule's pairs, on the comparisons the rule leaves free: a
+    /// pair blocked on its birth date agrees on it whether it matches or not,
+    /// so there that agreement says nothing, and u (from random pairs) is
+    /// right about the other comparisons. Over all candidates at once, EM
+    /// would find that u explains blocked pairs badly and call them all
+    /// matches. Each comparison's m is the rules' estimates weighed by the
+    /// matches each found; the prior comes from all candidates with m fixed.
     /// `all_pairs` is how many pairs the records make, blocked or not.
     pub fn train(
         &mut self,
-        patterns: &HashMap<Pattern, u64>,
+        counts: &HashMap<(Pattern, u32), u64>,
+        excluded: &[u32],
         all_pairs: f64,
         max_iterations: usize,
     ) {
-        let patterns: Vec<(Pattern, f64)> = patterns.iter().map(|(p, n)| (*p, *n as f64)).collect();
-        let candidates: f64 = patterns.iter().map(|(_, n)| n).sum();
+        let mut by_rule: Vec<HashMap<Pattern, f64>> = vec![HashMap::new(); excluded.len()];
+        let mut all: HashMap<Pattern, f64> = HashMap::new();
+        for (&(pattern, rules), &n) in counts {
+            *all.entry(pattern).or_default() += n as f64;
+            for (r, patterns) in by_rule.iter_mut().enumerate() {
+                if rules & (1 << r) != 0 {
+                    *patterns.entry(pattern).or_default() += n as f64;
+                }
+            }
+        }
+        let by_rule: Vec<Vec<(Pattern, f64)>> = by_rule
+            .into_iter()
+            .map(|patterns| patterns.into_iter().collect())
+            .collect();
+        let all: Vec<(Pattern, f64)> = all.into_iter().collect();
+        let candidates: f64 = all.iter().map(|(_, n)| n).sum();
+        let start = self.m.clone();
         // Random pairs hold a few matches, and on near-unique identifiers they
         // are most of the agreements: take their part out of u, learn again.
         for _ in 0..3 {
-            self.expectation_maximisation(&patterns, max_iterations);
+            let mut sums: Vec<Vec<f64>> = self.m.iter().map(|l| vec![0.0; l.len()]).collect();
+            let mut weights = vec![0.0; self.comparisons.len()];
+            for (patterns, &excluded) in by_rule.iter().zip(excluded) {
+                let free = !excluded & ((1 << self.comparisons.len()) - 1);
+                if patterns.is_empty() || free == 0 {
+                    continue;
+                }
+                let (lambda, m) =
+                    self.expectation_maximisation(patterns, &start, free, max_iterations);
+                let matches = lambda * patterns.iter().map(|(_, n)| n).sum::<f64>();
+                for c in (0..self.comparisons.len()).filter(|c| free & (1 << c) != 0) {
+                    for (sum, value) in sums[c].iter_mut().zip(&m[c]) {
+                        *sum += matches * value;
+                    }
+                    weights[c] += matches;
+                }
+            }
+            for (c, sums) in sums.into_iter().enumerate() {
+                if weights[c] > 0.0 {
+                    self.m[c] = sums
+                        .into_iter()
+                        .map(|s| (s / weights[c]).max(1e-6))
+                        .collect();
+                }
+            }
+            self.candidate_prior = self.share_of_matches(&all, max_iterations);
             self.prior = (self.candidate_prior * candidates / all_pairs.max(1.0)).clamp(1e-12, 0.5);
             for c in 0..self.comparisons.len() {
                 let levels: Vec<f64> = self.sampled[c]
@@ -198,22 +250,33 @@ impl Model {
         }
     }
 
-    fn expectation_maximisation(&mut self, patterns: &[(Pattern, f64)], max_iterations: usize) {
+    /// EM over `patterns` on the comparisons in `free` (bit per comparison),
+    /// from `start`: the share of matches and m (only `free` rows learned).
+    fn expectation_maximisation(
+        &mut self,
+        patterns: &[(Pattern, f64)],
+        start: &[Vec<f64>],
+        free: u32,
+        max_iterations: usize,
+    ) -> (f64, Vec<Vec<f64>>) {
+        let mut m = start.to_vec();
+        let mut lambda: f64 = 0.1;
+        let is_free = |c: usize| free & (1 << c) != 0;
         for iteration in 0..max_iterations {
-            let mut m_sum: Vec<Vec<f64>> = self.m.iter().map(|l| vec![0.0; l.len()]).collect();
+            let mut m_sum: Vec<Vec<f64>> = m.iter().map(|l| vec![0.0; l.len()]).collect();
             let (mut matched, mut total) = (0.0, 0.0);
             for &(pattern, count) in patterns {
-                let (mut lm, mut lu) = (self.candidate_prior, 1.0 - self.candidate_prior);
-                for c in 0..self.comparisons.len() {
+                let (mut lm, mut lu) = (lambda, 1.0 - lambda);
+                for c in (0..self.comparisons.len()).filter(|&c| is_free(c)) {
                     if let Some(level) = Self::level(pattern, c) {
-                        lm *= self.m[c][level as usize];
+                        lm *= m[c][level as usize];
                         lu *= self.u[c][level as usize];
                     }
                 }
                 let posterior = lm / (lm + lu);
                 matched += posterior * count;
                 total += count;
-                for (c, sums) in m_sum.iter_mut().enumerate() {
+                for (c, sums) in m_sum.iter_mut().enumerate().filter(|(c, _)| is_free(*c)) {
                     if let Some(level) = Self::level(pattern, c) {
                         sums[level as usize] += posterior * count;
                     }
@@ -227,18 +290,50 @@ impl Model {
                 }
                 for (l, sum) in sums.into_iter().enumerate() {
                     let value = (sum / seen).max(1e-6);
-                    change = change.max((value - self.m[c][l]).abs());
-                    self.m[c][l] = value;
+                    change = change.max((value - m[c][l]).abs());
+                    m[c][l] = value;
                 }
             }
-            let prior = (matched / total.max(1.0)).clamp(1e-9, 1.0 - 1e-9);
-            change = change.max((prior - self.candidate_prior).abs());
-            self.candidate_prior = prior;
+            let share = (matched / total.max(1.0)).clamp(1e-9, 1.0 - 1e-9);
+            change = change.max((share - lambda).abs());
+            lambda = share;
             self.em_iterations += 1;
             if change < 1e-6 || iteration + 1 == max_iterations {
                 break;
             }
         }
+        (lambda, m)
+    }
+
+    /// The share of `patterns` that match, m and u held fixed (EM on the share alone).
+    fn share_of_matches(&self, patterns: &[(Pattern, f64)], max_iterations: usize) -> f64 {
+        let odds: Vec<(f64, f64)> = patterns
+            .iter()
+            .map(|&(pattern, count)| {
+                let mut ratio = 1.0;
+                for c in 0..self.comparisons.len() {
+                    if let Some(level) = Self::level(pattern, c) {
+                        ratio *= self.m[c][level as usize] / self.u[c][level as usize];
+                    }
+                }
+                (ratio, count)
+            })
+            .collect();
+        let total: f64 = odds.iter().map(|(_, n)| n).sum::<f64>().max(1.0);
+        let mut lambda: f64 = 0.1;
+        for _ in 0..max_iterations {
+            let matched: f64 = odds
+                .iter()
+                .map(|&(ratio, n)| n * lambda * ratio / (lambda * ratio + 1.0 - lambda))
+                .sum();
+            let share = (matched / total).clamp(1e-9, 1.0 - 1e-9);
+            let change = (share - lambda).abs();
+            lambda = share;
+            if change < 1e-9 {
+                break;
+            }
+        }
+        lambda
     }
 
     /// Each comparison's weight for a pair, term frequencies applied.

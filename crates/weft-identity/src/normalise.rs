@@ -56,6 +56,14 @@ pub fn formal_names(first: &str) -> &'static [&'static str] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// The nicknames of a formal first name ("andrew" → ["andy", "drew"]).
+pub fn nicknames(formal: &str) -> &'static [&'static str] {
+    NICKNAMES
+        .iter()
+        .find(|(name, _)| *name == formal)
+        .map_or(&[], |(_, nicks)| nicks)
+}
+
 /// Whether two normalised first names are one name: equal, or a nickname of
 /// the other, or nicknames of one formal name.
 pub fn same_first_name(a: &str, b: &str) -> bool {
@@ -172,7 +180,7 @@ pub fn phone(text: &str, region: &str) -> Option<String> {
         phonenumber::is_valid(&number)
             .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
     };
-    phonenumber::parse(region, text)
+    let strict = phonenumber::parse(region, text)
         .ok()
         .and_then(valid)
         .or_else(|| {
@@ -181,7 +189,35 @@ pub fn phone(text: &str, region: &str) -> Option<String> {
             phonenumber::parse(None, format!("+{rest}"))
                 .ok()
                 .and_then(valid)
-        })
+        });
+    // a number in no range the metadata knows (unassigned, new, mistyped) is
+    // still the number the customer gave: kept when its length is possible
+    strict.or_else(|| {
+        let number = phonenumber::parse(region, text).ok()?;
+        let national = number.national().to_string().len();
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        ((7..=12).contains(&national) && e164.len() <= 16).then_some(e164)
+    })
+}
+
+/// What [`phone`] needs of a number as written: its digits, and a leading
+/// `+`, when it holds nothing but digits and punctuation; else the text
+/// itself. Numbers written in different styles share one key, so each is
+/// parsed once.
+pub fn phone_key(text: &str) -> String {
+    let text = text.trim();
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.'))
+    {
+        return text.to_owned();
+    }
+    let mut key = String::with_capacity(text.len());
+    if text.starts_with('+') {
+        key.push('+');
+    }
+    key.extend(text.chars().filter(char::is_ascii_digit));
+    key
 }
 
 /// A date written in any of the common ways; `day_first` settles 03/04/1990.
@@ -434,7 +470,29 @@ mod tests {
                 Some("+447427199553"),
                 "{written}"
             );
+            assert_eq!(phone(&phone_key(written), "GB"), phone(written, "GB"));
         }
+        for (written, region) in [
+            ("+44 (0)7427 199553", "GB"),
+            ("001 650 253 0000", "US"),
+            ("(650) 253-0000", "US"),
+            ("+1.650.253.0000", "FR"),
+            ("06 12 34 56 78", "FR"),
+            ("+33 (0)6 12 34 56 78", "GB"),
+            ("0151 1234 5678", "DE"),
+            ("+49 (0) 151 1234 5678", "DE"),
+            ("7427 199553", "GB"),
+            ("+44 7427 199553 ext. 12", "GB"),
+            ("1-800-FLOWERS", "US"),
+        ] {
+            assert_eq!(
+                phone(&phone_key(written), region),
+                phone(written, region),
+                "{written} in {region}"
+            );
+        }
+        assert_eq!(phone_key(" +44 (0)7427-199.553 "), "+4407427199553");
+        assert_eq!(phone_key("1-800-FLOWERS"), "1-800-FLOWERS");
         assert_eq!(
             phone("001 650 253 0000", "US").as_deref(),
             Some("+16502530000")

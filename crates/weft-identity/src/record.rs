@@ -64,8 +64,9 @@ pub struct Record {
 impl Record {
     pub fn normalise(raw: &RawRecord, source: u32, options: &NormaliseOptions) -> Self {
         let mut record = Self::normalise_except_phone(raw, source, options);
-        record.phone = normalise::phone(raw.get(Field::Phone), &Self::phone_region(raw, options))
-            .unwrap_or_default();
+        let key = normalise::phone_key(raw.get(Field::Phone));
+        record.phone =
+            normalise::phone(&key, &Self::phone_region(raw, options)).unwrap_or_default();
         record
     }
 

@@ -5,11 +5,13 @@
 //! one profile per customer with history (`profiles.customers`).
 
 pub mod customers;
+pub mod explain;
 pub mod person_map;
 pub mod run;
 pub mod sources;
 pub mod web;
 
+pub use explain::{Explanation, explain};
 pub use run::{IdentityReport, check_config, resolve};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,8 @@
 //! One identity run: read, link, keep customer ids, roll up, write.
 //!
 //! Each run is numbered; its commits to `identity.customer_changes`,
-//! `profiles.customers` and, last, `identity.person_map` carry that number as
-//! the Delta application transaction [`IDENTITY_APP_ID`]. The person map is
+//! `profiles.customers`, `identity.links` and, last, `identity.person_map`
+//! carry that number as the Delta application transaction [`IDENTITY_APP_ID`]. The person map is
 //! the commit point: a run cut off before it leaves the previous map, and
 //! the rerun (same inputs, same map, so the same result) skips the tables the
 //! cut-off run had already written, so no change is recorded twice.
@@ -72,6 +72,16 @@ pub fn check_config(config: &IdentityConfig) -> Result<(), String> {
             return Err(format!(
                 "invalid config key {key}: give exactly one of path and table"
             ));
+        }
+        if let Some(url) = &source.postgres {
+            if source.table.is_none() {
+                return Err(format!(
+                    "invalid config key {key}.postgres: name the database's table with table"
+                ));
+            }
+            // the url may hold a password: the message names the key, not the value
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("invalid config key {key}.postgres: {e}"))?;
         }
         if source.map.is_empty() {
             return Err(format!(
@@ -205,6 +215,14 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
         lake,
         ("profiles", "customers"),
         profile_batches,
+        SaveMode::Overwrite,
+        run,
+    )
+    .await?;
+    write(
+        lake,
+        ("identity", "links"),
+        vec![crate::explain::rows(run, &linkage, &customer_ids)],
         SaveMode::Overwrite,
         run,
     )

@@ -1,5 +1,6 @@
-//! Customer records from the configured sources: CSV and Parquet files and
-//! tables of the lake, each column mapped to an identity field.
+//! Customer records from the configured sources: CSV and Parquet files,
+//! tables of the lake and PostgreSQL tables, each column mapped to an
+//! identity field.
 
 use std::path::Path;
 
@@ -58,6 +59,12 @@ pub async fn read(
                 )));
             }
         },
+        (None, Some(table)) if source.postgres.is_some() => {
+            let url = source.postgres.as_deref().unwrap_or_default();
+            read_postgres(url, table, &columns(source))
+                .await
+                .map_err(failure)?
+        }
         (None, Some(table)) => {
             if !is_table_name(table) {
                 return Err(failure(format!("{table:?} is not schema.table")));
@@ -70,6 +77,73 @@ pub async fn read(
         _ => return Err(failure("give exactly one of path and table".to_owned())),
     };
     records(source, trust, &rows).map_err(failure)
+}
+
+/// The columns a source's mapping reads: the id, the mapped ones, and the
+/// survivorship and consent columns, each once.
+fn columns(source: &IdentitySourceConfig) -> Vec<&str> {
+    let mut columns = vec![source.id_column.as_str()];
+    columns.extend(source.map.keys().map(String::as_str));
+    columns.extend(source.updated_at.as_deref());
+    columns.extend(source.consent.as_deref());
+    let mut seen = std::collections::HashSet::new();
+    columns.retain(|c| seen.insert(*c));
+    columns
+}
+
+/// `columns` of a PostgreSQL table, every value as PostgreSQL writes it as
+/// text. The names are quoted as identifiers; the url (which may hold a
+/// password) never reaches a message.
+async fn read_postgres(
+    url: &str,
+    table: &str,
+    columns: &[&str],
+) -> std::result::Result<Rows, String> {
+    let parts: Vec<&str> = table.split('.').collect();
+    if parts.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("{table:?} is not table or schema.table"));
+    }
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let sql = format!(
+        "SELECT {} FROM {}",
+        columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join(".")
+    );
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("postgres: not a connection url ({e})"))?;
+    config.connect_timeout(std::time::Duration::from_secs(10));
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("postgres: cannot connect: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let messages = client.simple_query(&sql).await.map_err(|e| {
+        let reason = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+        format!("postgres table {table}: {reason}")
+    });
+    drop(client); // the connection then says goodbye and ends
+    connection.await.ok();
+    let mut rows = Vec::new();
+    for message in messages? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            rows.push(
+                (0..columns.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            );
+        }
+    }
+    Ok(Rows {
+        columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+        rows,
+    })
 }
 
 fn is_table_name(name: &str) -> bool {
@@ -186,6 +260,10 @@ pub fn parse_time(text: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
+    // PostgreSQL's text for timestamptz: 2025-01-02 03:04:05.123+00
+    if let Ok(t) = chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
+        return Some(t.timestamp_micros());
+    }
     for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc().timestamp_micros());
@@ -217,6 +295,8 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000_000));
         assert_eq!(parse_time("1970-01-01 00:00:01.5"), Some(1_500_000));
         assert_eq!(parse_time("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_time("1970-01-01 01:00:01+01"), Some(1_000_000));
+        assert_eq!(parse_time("1970-01-01 00:00:01.25+00:00"), Some(1_250_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_bool("Yes"), Some(true));
         assert_eq!(parse_bool("0"), Some(false));

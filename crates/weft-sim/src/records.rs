@@ -10,6 +10,9 @@ use crate::behaviour::PersonRun;
 use crate::people::{Address, Identity, NICKNAMES, STREET_TYPES, Stream, pick, rng_for};
 use crate::{DAY_MS, SimOptions, iso_time};
 
+/// The domains of the employers people write in from.
+const EMPLOYERS: [&str; 3] = ["acme-corp.co.uk", "nhs.net", "council.gov.uk"];
+
 /// The systems records come from, and each one's columns.
 pub const SOURCES: [(&str, &[&str]); 4] = [
     (
@@ -185,12 +188,13 @@ pub(crate) fn records_of(options: &SimOptions, index: u64, run: &PersonRun) -> V
             let (first, last) = names(&mut rng, identity);
             let opened = options.start_ms() + rng.random_range(0..options.days as i64 * DAY_MS);
             let email = if rng.random_bool(0.2) {
-                // written in from work
+                // written in from work: one employer, and a mailbox of their own
+                // (two people of one name there get two addresses, as the index keeps them)
                 format!(
-                    "{}.{}@{}",
+                    "{}.{}.{index}@{}",
                     crate::people::ascii_lower(identity.first_name),
                     crate::people::ascii_lower(identity.last_name).replace([' ', '\''], ""),
-                    pick(&mut rng, &["acme-corp.co.uk", "nhs.net", "council.gov.uk"])
+                    EMPLOYERS[(index % EMPLOYERS.len() as u64) as usize]
                 )
             } else {
                 email(&mut rng, identity)

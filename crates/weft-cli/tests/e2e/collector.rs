@@ -313,6 +313,42 @@ fn quickstart_models_sessions_and_a_rerun_or_rebuild_agrees() {
         format!("n,c,r\n{customers},{customers},1\n"),
         "{identity}"
     );
+    // the quickstart explains its largest customer; every record is reached through its links
+    let explained = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("weft identity explain "))
+        .unwrap_or_else(|| panic!("no explanation: {stdout}"));
+    let output = weft()
+        .args(["identity", "explain", explained, "--json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let why: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let records = why["records"].as_array().unwrap().len();
+    assert_eq!(
+        sql(
+            data.path(),
+            &format!(
+                "SELECT records FROM profiles.customers WHERE is_current AND customer_id = '{explained}'"
+            ),
+            "csv"
+        ),
+        format!("records\n{records}\n")
+    );
+    assert!(records > 1, "{why}");
+    assert_eq!(why["paths"].as_array().unwrap().len(), records - 1, "{why}");
+    let output = weft()
+        .args([
+            "identity",
+            "explain",
+            "nobody@example.invalid",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     // a shop this small has too few buyers to learn from: said so, not failed
     assert!(
         stdout

@@ -134,7 +134,7 @@ fn simulated_records_cluster_as_their_people() {
     let mut wrong: Vec<_> = wrong.into_iter().collect();
     wrong.sort_by_key(|b| std::cmp::Reverse(b.1));
     eprintln!("{wrong:?}");
-    let reachable = linkable_recall(&linkage.records, &owners);
+    let reachable = weft_identity::eval::reachable_recall(&linkage.records, &owners);
     eprintln!("pairs an identifier can reach: {reachable:.4} of the true pairs");
     assert!(
         e.pairwise.precision >= 0.99,
@@ -157,51 +157,4 @@ fn simulated_records_cluster_as_their_people() {
         "B-cubed recall {:.4}",
         e.b_cubed.recall
     );
-}
-
-/// The share of true pairs that are connected through records of their
-/// person sharing some identifier (email, phone, birth date, user id, street
-/// line with postcode): what any linker could reach without guessing from names.
-fn linkable_recall(records: &[weft_identity::Record], owners: &[u64]) -> f64 {
-    let mut parent: Vec<usize> = (0..records.len()).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
-    }
-    let mut by_key: HashMap<(u64, String), usize> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        let keys = [
-            r.email.clone(),
-            r.phone.clone(),
-            r.dob.map(|d| d.to_string()).unwrap_or_default(),
-            r.user_id.clone(),
-            if r.address.number.is_empty() || r.postcode.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "{} {} {} {}",
-                    r.address.unit, r.address.number, r.address.street, r.postcode
-                )
-            },
-        ];
-        for (k, key) in keys.into_iter().enumerate() {
-            if key.is_empty() {
-                continue;
-            }
-            match by_key.entry((owners[i], format!("{k}:{key}"))) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let (a, b) = (find(&mut parent, *e.get()), find(&mut parent, i));
-                    parent[a] = b;
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(i);
-                }
-            }
-        }
-    }
-    let components: Vec<usize> = (0..records.len()).map(|i| find(&mut parent, i)).collect();
-    evaluate(&components, owners).pairwise.recall
 }
