@@ -230,7 +230,10 @@ pub(crate) fn records_of(options: &SimOptions, index: u64, run: &PersonRun) -> V
             fields: vec![
                 format!("NL-{}", hex_id(&mut rng)),
                 iso_time(subscribed),
-                email(&mut rng, identity),
+                // a subscriber is an address: the newsletter tool has no row without one
+                std::iter::repeat_with(|| email(&mut rng, identity))
+                    .find(|email| !email.is_empty())
+                    .expect("an address, sooner or later"),
                 if rng.random_bool(0.3) {
                     String::new()
                 } else {
