@@ -280,8 +280,8 @@ pub struct IdentitySourceConfig {
     pub consent: Option<String>,
 }
 
-/// Web identities: each cookie seen with a user id (`derived.user_mapping`) or
-/// an email is a record of the source `web`.
+/// Web identities: each cookie seen with a user id (`derived.user_mapping`), an
+/// email or a phone is a record of the source `web`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebIdentityConfig {
@@ -289,6 +289,9 @@ pub struct WebIdentityConfig {
     /// `COLUMN.KEY`: a self-describing column of `atomic.events` and the key of
     /// its data that holds an email, e.g. `contexts_com_acme_user_1.email`.
     pub emails: Vec<String>,
+    /// `COLUMN.KEY` of a self-describing column holding a phone number,
+    /// e.g. `contexts_com_acme_user_1.phone`.
+    pub phones: Vec<String>,
 }
 
 impl Default for WebIdentityConfig {
@@ -296,6 +299,7 @@ impl Default for WebIdentityConfig {
         Self {
             enabled: true,
             emails: Vec::new(),
+            phones: Vec::new(),
         }
     }
 }

@@ -94,9 +94,14 @@ pub fn check_config(config: &IdentityConfig) -> Result<(), String> {
                 .map_err(|e| format!("invalid config key {key}.map.{column}: {e}"))?;
         }
     }
-    for (i, path) in config.web.emails.iter().enumerate() {
-        weft_lake::sql::self_describing_path(path)
-            .map_err(|e| format!("invalid config key identity.web.emails[{i}]: {e}"))?;
+    for (key, paths) in [
+        ("emails", &config.web.emails),
+        ("phones", &config.web.phones),
+    ] {
+        for (i, path) in paths.iter().enumerate() {
+            weft_lake::sql::self_describing_path(path)
+                .map_err(|e| format!("invalid config key identity.web.{key}[{i}]: {e}"))?;
+        }
     }
     for (attribute, rule) in &config.survivorship {
         if !ATTRIBUTES.contains(&attribute.as_str()) {
@@ -138,6 +143,9 @@ pub async fn resolve(lake: &Lake, config: &IdentityConfig) -> Result<IdentityRep
     report.sources.push((WEB_SOURCE.to_owned(), web.len()));
     if !web.is_empty() {
         mapped.extend([Field::UserId, Field::Email]);
+        if !config.web.phones.is_empty() {
+            mapped.push(Field::Phone);
+        }
     }
     records.extend(web);
     mapped.sort();

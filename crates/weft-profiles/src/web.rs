@@ -1,6 +1,7 @@
 //! Web identities: every cookie (`domain_userid`) the model stitched to a user
-//! id, or seen with an email in a self-describing column, is a record of the
-//! source `web`, so the linker puts cookies, logins and CRM rows together.
+//! id, or seen with an email or a phone in a self-describing column (a login
+//! or sign-up entity), is a record of the source `web`, so the linker puts
+//! cookies, logins and CRM rows together.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,7 @@ pub const WEB_SOURCE: &str = "web";
 struct Cookie {
     user_id: Option<(i64, String)>,
     email: Option<(i64, String)>,
+    phone: Option<(i64, String)>,
 }
 
 impl Cookie {
@@ -31,7 +33,7 @@ impl Cookie {
     }
 }
 
-/// One record per identified cookie, its latest user id and email.
+/// One record per identified cookie, its latest user id, email and phone.
 pub async fn records(
     context: &SessionContext,
     config: &WebIdentityConfig,
@@ -51,10 +53,19 @@ pub async fn records(
             Cookie::seen(&mut cookies.entry(cookie).or_default().user_id, at, user_id);
         }
     }
-    if weft_lake::sql::has_table(context, "atomic.events") && !config.emails.is_empty() {
+    let paths = [
+        (Field::Email, &config.emails),
+        (Field::Phone, &config.phones),
+    ];
+    if weft_lake::sql::has_table(context, "atomic.events")
+        && paths.iter().any(|(_, paths)| !paths.is_empty())
+    {
         let events = context.table("atomic.events").await?;
         let known = events.schema().as_arrow().clone();
-        for path in &config.emails {
+        for (field, path) in paths
+            .iter()
+            .flat_map(|(f, paths)| paths.iter().map(move |p| (*f, p)))
+        {
             let (column, key) =
                 weft_lake::sql::self_describing_path(path).map_err(ProfilesError::Config)?;
             if known.field_with_name(column).is_err() {
@@ -62,20 +73,25 @@ pub async fn records(
             }
             let value = weft_lake::sql::json_key("json_get_str", column, key);
             let sql = format!(
-                "SELECT domain_userid, email, max(derived_tstamp) AS seen FROM \
-                   (SELECT domain_userid, {value} AS email, derived_tstamp FROM atomic.events \
+                "SELECT domain_userid, value, max(derived_tstamp) AS seen FROM \
+                   (SELECT domain_userid, {value} AS value, derived_tstamp FROM atomic.events \
                     WHERE {column} IS NOT NULL AND domain_userid IS NOT NULL) e \
-                 WHERE email IS NOT NULL AND email <> '' GROUP BY domain_userid, email"
+                 WHERE value IS NOT NULL AND value <> '' GROUP BY domain_userid, value"
             );
-            for (cookie, email, at) in triples(&crate::query(context, &sql).await?)? {
-                Cookie::seen(&mut cookies.entry(cookie).or_default().email, at, email);
+            for (cookie, value, at) in triples(&crate::query(context, &sql).await?)? {
+                let cookie = cookies.entry(cookie).or_default();
+                let slot = match field {
+                    Field::Phone => &mut cookie.phone,
+                    _ => &mut cookie.email,
+                };
+                Cookie::seen(slot, at, value);
             }
         }
     }
     Ok(cookies
         .into_iter()
         .map(|(id, cookie)| {
-            let updated_at = [&cookie.user_id, &cookie.email]
+            let updated_at = [&cookie.user_id, &cookie.email, &cookie.phone]
                 .into_iter()
                 .flatten()
                 .map(|(t, _)| *t)
@@ -86,6 +102,9 @@ pub async fn records(
             }
             if let Some((_, email)) = cookie.email {
                 values.push((Field::Email, email));
+            }
+            if let Some((_, phone)) = cookie.phone {
+                values.push((Field::Phone, phone));
             }
             SourceRecord {
                 raw: RawRecord {

@@ -318,6 +318,104 @@ async fn a_merge_is_explained_from_both_ids() {
     assert!(links.iter().all(|l| l[3] == "true"), "{links:?}");
 }
 
+/// A table of the lake written from SQL.
+async fn write_table(lake: &Lake, name: &str, sql: &str) {
+    let (schema, table) = name.split_once('.').unwrap();
+    let batches = deltalake::datafusion::prelude::SessionContext::new()
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    lake.table(schema, table)
+        .await
+        .unwrap()
+        .write(batches)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cookies_carry_the_emails_and_phones_their_sign_ups_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(&dir.path().join("data"));
+    let at =
+        |t: &str| format!("arrow_cast(TIMESTAMP '{t}', 'Timestamp(Microsecond, Some(\"UTC\"))')");
+    write_table(
+        &lake,
+        "derived.user_mapping",
+        &format!(
+            "SELECT * FROM (VALUES ('ck1', 'u-1', {})) AS t(domain_userid, user_id, last_seen_tstamp)",
+            at("2025-03-01 10:00:00")
+        ),
+    )
+    .await;
+    // ck1 signed up twice (the later phone is kept); ck2 gave only a phone; ck3 nothing
+    write_table(
+        &lake,
+        "atomic.events",
+        &format!(
+            "SELECT * FROM (VALUES \
+               ('ck1', {}, '[{{\"user_id\":\"u-1\",\"email\":\"Ann@Example.com\",\"phone\":\"07911 000000\"}}]'), \
+               ('ck1', {}, '[{{\"user_id\":\"u-1\",\"phone\":\"07911 123456\"}}]'), \
+               ('ck2', {}, '[{{\"user_id\":\"u-2\",\"phone\":\"+44 7427 199553\"}}]'), \
+               ('ck3', {}, NULL)) AS t(domain_userid, derived_tstamp, contexts_com_acme_user_1)",
+            at("2025-03-01 10:00:00"),
+            at("2025-03-02 10:00:00"),
+            at("2025-03-01 11:00:00"),
+            at("2025-03-01 12:00:00"),
+        ),
+    )
+    .await;
+    let crm = write(
+        dir.path(),
+        "crm.csv",
+        "id,first,last,email,uid,updated\nC1,Ann,Smith,ann.smith@example.com,u-1,2025-01-01\n",
+    );
+    let mut config = IdentityConfig::default();
+    config.web.emails = vec!["contexts_com_acme_user_1.email".to_owned()];
+    config.web.phones = vec!["contexts_com_acme_user_1.phone".to_owned()];
+    config.sources = vec![source(
+        "crm",
+        crm,
+        &[
+            ("first", "first_name"),
+            ("last", "last_name"),
+            ("email", "email"),
+            ("uid", "user_id"),
+        ],
+    )];
+    let report = resolve(&lake, &config).await.unwrap();
+    assert_eq!(report.sources[1], ("web".to_owned(), 2), "{report:?}");
+    let map = rows(
+        &lake,
+        "SELECT kind, value FROM identity.person_map WHERE kind IN ('email', 'phone', 'domain_userid') \
+         AND customer_id = (SELECT customer_id FROM identity.person_map WHERE value = 'C1') ORDER BY kind, value",
+    )
+    .await;
+    assert_eq!(
+        map,
+        vec![
+            vec!["domain_userid", "ck1"],
+            vec!["email", "ann.smith@example.com"],
+            vec!["email", "ann@example.com"],
+            vec!["phone", "+447911123456"],
+        ]
+    );
+    let alone = rows(
+        &lake,
+        "SELECT kind, value FROM identity.person_map WHERE customer_id = \
+         (SELECT customer_id FROM identity.person_map WHERE value = 'ck2' AND kind = 'record') AND kind = 'phone'",
+    )
+    .await;
+    assert_eq!(alone, vec![vec!["phone", "+447427199553"]]);
+
+    config.web.phones = vec!["contexts_com_acme_user_1".to_owned()];
+    let error = resolve(&lake, &config).await.unwrap_err().to_string();
+    assert!(error.contains("identity.web.phones[0]"), "{error}");
+}
+
 /// A fresh database on the local PostgreSQL server, dropped when done.
 struct Database {
     name: String,
