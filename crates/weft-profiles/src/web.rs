@@ -53,19 +53,18 @@ pub async fn records(
             Cookie::seen(&mut cookies.entry(cookie).or_default().user_id, at, user_id);
         }
     }
-    let paths = [
-        (Field::Email, &config.emails),
-        (Field::Phone, &config.phones),
-    ];
-    if weft_lake::sql::has_table(context, "atomic.events")
-        && paths.iter().any(|(_, paths)| !paths.is_empty())
-    {
+    // a plain list: a borrowing iterator held across the awaits below would
+    // make this future unsendable to the runtime
+    let paths: Vec<(Field, &String)> = config
+        .emails
+        .iter()
+        .map(|p| (Field::Email, p))
+        .chain(config.phones.iter().map(|p| (Field::Phone, p)))
+        .collect();
+    if weft_lake::sql::has_table(context, "atomic.events") && !paths.is_empty() {
         let events = context.table("atomic.events").await?;
         let known = events.schema().as_arrow().clone();
-        for (field, path) in paths
-            .iter()
-            .flat_map(|(f, paths)| paths.iter().map(move |p| (*f, p)))
-        {
+        for (field, path) in paths {
             let (column, key) =
                 weft_lake::sql::self_describing_path(path).map_err(ProfilesError::Config)?;
             if known.field_with_name(column).is_err() {
