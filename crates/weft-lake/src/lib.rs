@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod dedup;
 pub mod loader;
 pub mod maintenance;
+pub mod rules;
 pub mod sql;
 
 pub use catalog::Lake;

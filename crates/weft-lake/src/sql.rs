@@ -21,7 +21,7 @@ pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<Sess
     // batches four times DataFusion's default: a behavioural audience over
     // millions of events spends less per batch (measured by `weft bench audience`)
     let config = deltalake::datafusion::prelude::SessionConfig::new().with_batch_size(32 * 1024);
-    let mut context = SessionContext::new_with_config(config);
+    let mut context = SessionContext::new_with_state(state_with_rules(config));
     register_functions(&mut context)?;
     let catalog = context
         .catalog("datafusion")
@@ -45,6 +45,27 @@ pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<Sess
         )?;
     }
     Ok(context)
+}
+
+/// DataFusion's default session with weft's plan rewrites in place: each
+/// goes just before the DataFusion rule it prepares for.
+pub(crate) fn state_with_rules(
+    config: deltalake::datafusion::prelude::SessionConfig,
+) -> deltalake::datafusion::execution::SessionState {
+    use deltalake::datafusion::execution::SessionStateBuilder;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let mut rules = state.optimizers().to_vec();
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == crate::rules::SINGLE_DISTINCT)
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(crate::rules::CountsBesideDistinct));
+    SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(rules)
+        .build()
 }
 
 /// The functions weft's SQL uses beyond DataFusion's own: json_get,
