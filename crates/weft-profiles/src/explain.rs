@@ -6,8 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use deltalake::arrow::compute::cast;
+use deltalake::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::{Expr, SessionContext, col, lit};
 use serde::Serialize;
@@ -161,8 +160,8 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         return Ok(None);
     }
     let person_map = |filter: Expr| async move {
-        text_columns(
-            context
+        crate::sources::text_cells(
+            &context
                 .table("identity.person_map")
                 .await?
                 .filter(filter)?
@@ -224,8 +223,8 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
     let mut merged_from = None;
     if customer.is_none() && changes_table {
         // an id a merge retired: explain the customer it went into
-        let merged = text_columns(
-            context
+        let merged = crate::sources::text_cells(
+            &context
                 .table("identity.customer_changes")
                 .await?
                 .filter(
@@ -246,8 +245,8 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         return Ok(None);
     };
 
-    let members = text_columns(
-        context
+    let members = crate::sources::text_cells(
+        &context
             .table("identity.person_map")
             .await?
             .filter(col("customer_id").eq(lit(customer.as_str())))?
@@ -276,8 +275,8 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         let filter = col("customer_id")
             .eq(lit(customer.as_str()))
             .or(col("other_customer_id").eq(lit(customer.as_str())));
-        let rows = text_columns(
-            context
+        let rows = crate::sources::text_cells(
+            &context
                 .table("identity.links")
                 .await?
                 .filter(filter)?
@@ -331,8 +330,8 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
     let mut changes = Vec::new();
     if changes_table {
         let id = customer.as_str();
-        let rows = text_columns(
-            context
+        let rows = crate::sources::text_cells(
+            &context
                 .table("identity.customer_changes")
                 .await?
                 .filter(
@@ -378,28 +377,4 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
 /// A whole number read back from text (a run, a rank).
 fn parse_int(text: &Option<String>) -> i64 {
     text.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0)
-}
-
-/// Each row's columns as text.
-fn text_columns(batches: Vec<RecordBatch>) -> Result<Vec<Vec<Option<String>>>> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| {
-                        let c = c.as_string::<i32>();
-                        (!c.is_null(row)).then(|| c.value(row).to_owned())
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
 }

@@ -170,15 +170,8 @@ fn read_csv(path: &Path) -> std::result::Result<Rows, String> {
     Ok(Rows { columns, rows })
 }
 
-/// Any table's rows with every value as text.
-fn text_rows(batches: &[RecordBatch]) -> Result<Rows> {
-    let columns = batches.first().map_or_else(Vec::new, |b| {
-        b.schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
-    });
+/// Each row's values as text (`None` for null).
+pub(crate) fn text_cells(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>> {
     let mut rows = Vec::new();
     for batch in batches {
         let texts = batch
@@ -198,6 +191,19 @@ fn text_rows(batches: &[RecordBatch]) -> Result<Rows> {
             );
         }
     }
+    Ok(rows)
+}
+
+/// Any table's rows with every value as text.
+fn text_rows(batches: &[RecordBatch]) -> Result<Rows> {
+    let columns = batches.first().map_or_else(Vec::new, |b| {
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    });
+    let rows = text_cells(batches)?;
     Ok(Rows { columns, rows })
 }
 
