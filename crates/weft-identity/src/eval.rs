@@ -77,23 +77,6 @@ pub fn evaluate<P: Eq + std::hash::Hash, T: Eq + std::hash::Hash>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scores_count_pairs_and_records() {
-        // truth {0,1,2} {3}; predicted {0,1} {2,3}
-        let e = evaluate(&[0, 0, 1, 1], &["a", "a", "a", "b"]);
-        assert_eq!((e.true_pairs, e.predicted_pairs), (3, 2));
-        assert!((e.pairwise.precision - 0.5).abs() < 1e-9);
-        assert!((e.pairwise.recall - 1.0 / 3.0).abs() < 1e-9);
-        let perfect = evaluate(&[7, 7, 9], &[1, 1, 2]);
-        assert_eq!(perfect.pairwise.f1, 1.0);
-        assert_eq!(perfect.b_cubed.f1, 1.0);
-    }
-}
-
 /// The share of true pairs that are connected through records of their
 /// person sharing some identifier (email, phone, birth date, user id, street
 /// line with postcode): what any linker could reach without guessing from names.
@@ -139,4 +122,21 @@ pub fn reachable_recall<T: Eq + std::hash::Hash + Clone>(records: &[Record], own
     }
     let components: Vec<usize> = (0..records.len()).map(|i| find(&mut parent, i)).collect();
     evaluate(&components, owners).pairwise.recall
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_count_pairs_and_records() {
+        // truth {0,1,2} {3}; predicted {0,1} {2,3}
+        let e = evaluate(&[0, 0, 1, 1], &["a", "a", "a", "b"]);
+        assert_eq!((e.true_pairs, e.predicted_pairs), (3, 2));
+        assert!((e.pairwise.precision - 0.5).abs() < 1e-9);
+        assert!((e.pairwise.recall - 1.0 / 3.0).abs() < 1e-9);
+        let perfect = evaluate(&[7, 7, 9], &[1, 1, 2]);
+        assert_eq!(perfect.pairwise.f1, 1.0);
+        assert_eq!(perfect.b_cubed.f1, 1.0);
+    }
 }
