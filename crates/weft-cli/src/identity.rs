@@ -80,7 +80,7 @@ pub async fn run(config: Config, command: IdentityCommand) -> Result<()> {
 
 async fn explain(config: &Config, args: &ExplainArgs) -> Result<()> {
     let lake = weft_lake::Lake::new(&config.data_dir);
-    let context = weft_lake::sql::session(&lake).await?;
+    let context = weft_lake::sql::session_of(&lake, &explain_tables(&[])).await?;
     let explanation = match weft_profiles::explain(&context, &args.id).await {
         Ok(Some(explanation)) => explanation,
         Ok(None) => {
@@ -101,6 +101,15 @@ async fn explain(config: &Config, args: &ExplainArgs) -> Result<()> {
     }
     print!("{}", explanation_text(&explanation));
     Ok(())
+}
+
+/// The tables `weft_profiles::explain` reads, and `more`, as `session_of` takes them.
+pub(crate) fn explain_tables(more: &[(&str, &str)]) -> Vec<(String, String)> {
+    weft_profiles::explain::TABLES
+        .iter()
+        .chain(more)
+        .map(|(schema, table)| ((*schema).to_owned(), (*table).to_owned()))
+        .collect()
 }
 
 /// The explanation as a person reads it.

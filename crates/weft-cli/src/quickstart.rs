@@ -238,12 +238,15 @@ pub async fn run(mut config: Config, args: QuickstartArgs) -> Result<()> {
 
 /// Why the customer with the most records is one customer.
 async fn explain_largest(lake: &Lake) -> Result<Option<weft_profiles::Explanation>> {
-    let largest = query(
-        lake,
-        "SELECT customer_id FROM profiles.customers WHERE is_current ORDER BY records DESC, customer_id LIMIT 1",
-    )
-    .await?;
     use deltalake::arrow::array::AsArray;
+    // one session of the tables read here
+    let tables = crate::identity::explain_tables(&[("profiles", "customers")]);
+    let context = weft_lake::sql::session_of(lake, &tables).await?;
+    let largest = context
+        .sql("SELECT customer_id FROM profiles.customers WHERE is_current ORDER BY records DESC, customer_id LIMIT 1")
+        .await?
+        .collect()
+        .await?;
     let Some(batch) = largest.first().filter(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
@@ -252,7 +255,6 @@ async fn explain_largest(lake: &Lake) -> Result<Option<weft_profiles::Explanatio
         &deltalake::arrow::datatypes::DataType::Utf8,
     )?;
     let id = column.as_string::<i32>().value(0).to_owned();
-    let context = weft_lake::sql::session(lake).await?;
     Ok(weft_profiles::explain(&context, &id).await?)
 }
 

@@ -158,8 +158,16 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
             .filter(|r| !blocking.contains(r))
             .cloned(),
     );
-    let (pairs, blocking_stats) =
-        rules::candidate_pairs(&records, &all_rules, options.max_block_size);
+    // each record's key under each rule: for blocking, then for what EM learns within
+    let keys: Vec<Vec<Option<u64>>> = all_rules
+        .iter()
+        .map(|rule| {
+            parallel_chunks(records.len(), threads, |range| {
+                range.map(|i| rule.key(&records[i])).collect()
+            })
+        })
+        .collect();
+    let (pairs, blocking_stats) = rules::candidate_pairs(&keys, options.max_block_size);
     timings.block = started.elapsed();
 
     let started = Instant::now();
@@ -169,14 +177,6 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
         .collect();
     let mut model = Model::new(comparisons, &records, options.u_samples, threads);
     // each pair's pattern, and which rules' keys it shares (what EM learns within)
-    let keys: Vec<Vec<Option<u64>>> = all_rules
-        .iter()
-        .map(|rule| {
-            parallel_chunks(records.len(), threads, |range| {
-                range.map(|i| rule.key(&records[i])).collect()
-            })
-        })
-        .collect();
     let patterns: Vec<(Pattern, u32)> = parallel_chunks(pairs.len(), threads, |range| {
         range
             .map(|i| {
@@ -211,17 +211,6 @@ pub fn link(raw: &[RawRecord], mapped: &[Field], options: &LinkOptions) -> Linka
         n * (n - 1.0) / 2.0,
         options.em_iterations,
     );
-    if std::env::var_os("DEBUG_LINK_MODEL").is_some() {
-        for (c, comparison) in model.comparisons.iter().enumerate() {
-            eprintln!(
-                "{} m={:?} u={:?}",
-                comparison.name(),
-                model.m[c],
-                model.u[c]
-            );
-        }
-        eprintln!("candidate prior {}", model.candidate_prior);
-    }
     timings.train = started.elapsed();
 
     let started = Instant::now();

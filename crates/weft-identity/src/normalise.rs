@@ -169,35 +169,38 @@ pub fn email(text: &str) -> Option<String> {
 }
 
 /// A phone number in E.164 (`+447427199553`), read in `region` (ISO 3166
-/// alpha-2) unless it says its country; `None` when it is no valid number.
+/// alpha-2) unless it says its country; `None` when it cannot be a number.
 pub fn phone(text: &str, region: &str) -> Option<String> {
     let text = text.trim();
     if text.chars().filter(char::is_ascii_digit).count() < 6 {
         return None;
     }
     let region = region.parse::<phonenumber::country::Id>().ok();
-    let valid = |number: phonenumber::PhoneNumber| {
-        phonenumber::is_valid(&number)
+    let valid = |number: &phonenumber::PhoneNumber| {
+        phonenumber::is_valid(number)
             .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
     };
-    let strict = phonenumber::parse(region, text)
-        .ok()
+    let parsed = phonenumber::parse(region, text).ok();
+    parsed
+        .as_ref()
         .and_then(valid)
         .or_else(|| {
             // "00 44 …" written in a country whose exit code is not 00
             let rest = text.strip_prefix("00")?;
             phonenumber::parse(None, format!("+{rest}"))
                 .ok()
+                .as_ref()
                 .and_then(valid)
-        });
-    // a number in no range the metadata knows (unassigned, new, mistyped) is
-    // still the number the customer gave: kept when its length is possible
-    strict.or_else(|| {
-        let number = phonenumber::parse(region, text).ok()?;
-        let national = number.national().to_string().len();
-        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-        ((7..=12).contains(&national) && e164.len() <= 16).then_some(e164)
-    })
+        })
+        .or_else(|| {
+            // a number in no range the metadata knows (unassigned, new,
+            // mistyped) is still the number the customer gave: kept when its
+            // length is possible
+            let number = parsed?;
+            let national = number.national().to_string().len();
+            let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+            ((7..=12).contains(&national) && e164.len() <= 16).then_some(e164)
+        })
 }
 
 /// What [`phone`] needs of a number as written: its digits, and a leading

@@ -201,19 +201,16 @@ pub struct BlockingStats {
 }
 
 /// Every pair of records that shares a key of any rule, each pair once, as
-/// `(lower index << 32) | higher index`, sorted.
-pub fn candidate_pairs(
-    records: &[Record],
-    rules: &[Rule],
-    max_block: usize,
-) -> (Vec<u64>, BlockingStats) {
+/// `(lower index << 32) | higher index`, sorted; `keys[r][i]` is record `i`'s
+/// key under rule `r` ([`Rule::key`]).
+pub fn candidate_pairs(keys: &[Vec<Option<u64>>], max_block: usize) -> (Vec<u64>, BlockingStats) {
     let mut stats = BlockingStats::default();
     let mut pairs = Vec::new();
-    for rule in rules {
+    for rule_keys in keys {
         let mut blocks: HashMap<u64, Vec<u32>> = HashMap::new();
-        for (index, record) in records.iter().enumerate() {
-            if let Some(key) = rule.key(record) {
-                blocks.entry(key).or_default().push(index as u32);
+        for (index, key) in rule_keys.iter().enumerate() {
+            if let Some(key) = key {
+                blocks.entry(*key).or_default().push(index as u32);
             }
         }
         let before = pairs.len();

@@ -14,6 +14,13 @@ use weft_identity::Linkage;
 
 use crate::Result;
 
+/// The tables [`explain`] reads: a session of these is all it needs.
+pub const TABLES: [(&str, &str); 3] = [
+    ("identity", "person_map"),
+    ("identity", "links"),
+    ("identity", "customer_changes"),
+];
+
 /// The rows of `identity.links`: each pair at or above the threshold (or
 /// linked by a rule), accepted or refused by a guard, with its evidence.
 pub fn rows(run: i64, linkage: &Linkage, customer_ids: &[String]) -> RecordBatch {
@@ -27,18 +34,18 @@ pub fn rows(run: i64, linkage: &Linkage, customer_ids: &[String]) -> RecordBatch
     let links = &linkage.links;
     let (left, right): (Vec<_>, Vec<_>) = links.iter().map(|l| (label(l.a), label(l.b))).unzip();
     let evidence = links.iter().map(|link| {
-        let terms: Vec<serde_json::Value> = linkage
+        let terms: Vec<Term> = linkage
             .terms(link)
             .into_iter()
-            .map(|t| {
-                serde_json::json!({
-                    "comparison": t.comparison.name(),
-                    "level": t.level.map(|l| t.comparison.levels()[l as usize]),
-                    "weight": (t.weight * 100.0).round() / 100.0,
-                })
+            .map(|t| Term {
+                comparison: t.comparison.name().to_owned(),
+                level: t
+                    .level
+                    .map(|l| t.comparison.levels()[l as usize].to_owned()),
+                weight: (t.weight * 100.0).round() / 100.0,
             })
             .collect();
-        serde_json::Value::Array(terms).to_string()
+        serde_json::to_string(&terms).expect("terms are JSON")
     });
     let schema = Arc::new(Schema::new(vec![
         Field::new("run", DataType::Int64, false),
@@ -159,15 +166,12 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
     if !weft_lake::sql::has_table(context, "identity.person_map") {
         return Ok(None);
     }
-    let person_map = |filter: Expr| async move {
-        crate::sources::text_cells(
-            &context
-                .table("identity.person_map")
-                .await?
-                .filter(filter)?
-                .select_columns(&["customer_id", "kind", "value", "source"])?
-                .collect()
-                .await?,
+    let person_map = |filter: Expr| {
+        select(
+            context,
+            "identity.person_map",
+            filter,
+            &["customer_id", "kind", "value", "source"],
         )
     };
     let (mut customer, mut start) = (None, None);
@@ -223,19 +227,15 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
     let mut merged_from = None;
     if customer.is_none() && changes_table {
         // an id a merge retired: explain the customer it went into
-        let merged = crate::sources::text_cells(
-            &context
-                .table("identity.customer_changes")
-                .await?
-                .filter(
-                    col("change")
-                        .eq(lit("merged"))
-                        .and(col("customer_id").eq(lit(query))),
-                )?
-                .select_columns(&["other_customer_id", "run"])?
-                .collect()
-                .await?,
-        )?;
+        let merged = select(
+            context,
+            "identity.customer_changes",
+            col("change")
+                .eq(lit("merged"))
+                .and(col("customer_id").eq(lit(query))),
+            &["other_customer_id", "run"],
+        )
+        .await?;
         if let Some(row) = merged.iter().max_by_key(|row| parse_int(&row[1])) {
             customer = row[0].clone();
             merged_from = Some((query.to_owned(), parse_int(&row[1])));
@@ -245,15 +245,13 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         return Ok(None);
     };
 
-    let members = crate::sources::text_cells(
-        &context
-            .table("identity.person_map")
-            .await?
-            .filter(col("customer_id").eq(lit(customer.as_str())))?
-            .select_columns(&["kind", "value", "source"])?
-            .collect()
-            .await?,
-    )?;
+    let members = select(
+        context,
+        "identity.person_map",
+        col("customer_id").eq(lit(customer.as_str())),
+        &["kind", "value", "source"],
+    )
+    .await?;
     let mut records = BTreeSet::new();
     let mut identifiers = BTreeSet::new();
     for row in &members {
@@ -275,28 +273,25 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         let filter = col("customer_id")
             .eq(lit(customer.as_str()))
             .or(col("other_customer_id").eq(lit(customer.as_str())));
-        let rows = crate::sources::text_cells(
-            &context
-                .table("identity.links")
-                .await?
-                .filter(filter)?
-                .select_columns(&[
-                    "left_source",
-                    "left_id",
-                    "right_source",
-                    "right_id",
-                    "rule",
-                    "match_probability",
-                    "match_weight",
-                    "prior_weight",
-                    "refused",
-                    "evidence",
-                    "rank",
-                ])?
-                .collect()
-                .await?,
-        )?;
-        let mut rows = rows;
+        let mut rows = select(
+            context,
+            "identity.links",
+            filter,
+            &[
+                "left_source",
+                "left_id",
+                "right_source",
+                "right_id",
+                "rule",
+                "match_probability",
+                "match_weight",
+                "prior_weight",
+                "refused",
+                "evidence",
+                "rank",
+            ],
+        )
+        .await?;
         rows.sort_by_key(|row| parse_int(&row[10]));
         for row in rows {
             let text = |i: usize| row[i].clone().unwrap_or_default();
@@ -330,19 +325,15 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
     let mut changes = Vec::new();
     if changes_table {
         let id = customer.as_str();
-        let rows = crate::sources::text_cells(
-            &context
-                .table("identity.customer_changes")
-                .await?
-                .filter(
-                    col("customer_id")
-                        .eq(lit(id))
-                        .or(col("other_customer_id").eq(lit(id))),
-                )?
-                .select_columns(&["run", "change", "customer_id", "other_customer_id"])?
-                .collect()
-                .await?,
-        )?;
+        let rows = select(
+            context,
+            "identity.customer_changes",
+            col("customer_id")
+                .eq(lit(id))
+                .or(col("other_customer_id").eq(lit(id))),
+            &["run", "change", "customer_id", "other_customer_id"],
+        )
+        .await?;
         for row in rows {
             let [change, who, other] = [1, 2, 3].map(|i| row[i].clone().unwrap_or_default());
             let ours = who == customer;
@@ -372,6 +363,23 @@ pub async fn explain(context: &SessionContext, query: &str) -> Result<Option<Exp
         paths,
         changes,
     }))
+}
+
+/// `columns` of the rows of `table` that pass `filter`, as text.
+async fn select(
+    context: &SessionContext,
+    table: &str,
+    filter: Expr,
+    columns: &[&str],
+) -> Result<Vec<Vec<Option<String>>>> {
+    let batches = context
+        .table(table)
+        .await?
+        .filter(filter)?
+        .select_columns(columns)?
+        .collect()
+        .await?;
+    crate::sources::text_cells(&batches)
 }
 
 /// A whole number read back from text (a run, a rank).

@@ -2,10 +2,11 @@
 //!
 //! Each run is numbered; its commits to `identity.customer_changes`,
 //! `profiles.customers`, `identity.links` and, last, `identity.person_map`
-//! carry that number as the Delta application transaction [`IDENTITY_APP_ID`]. The person map is
-//! the commit point: a run cut off before it leaves the previous map, and
-//! the rerun (same inputs, same map, so the same result) skips the tables the
-//! cut-off run had already written, so no change is recorded twice.
+//! carry that number as the Delta application transaction
+//! [`IDENTITY_APP_ID`]. The person map is the commit point: a run cut off
+//! before it leaves the previous map, and the rerun (same inputs, same map,
+//! so the same result) skips the tables the cut-off run had already written,
+//! so no change is recorded twice.
 
 use std::time::Instant;
 

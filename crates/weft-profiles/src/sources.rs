@@ -59,8 +59,7 @@ pub async fn read(
                 )));
             }
         },
-        (None, Some(table)) if source.postgres.is_some() => {
-            let url = source.postgres.as_deref().unwrap_or_default();
+        (None, Some(table)) if let Some(url) = &source.postgres => {
             read_postgres(url, table, &columns(source))
                 .await
                 .map_err(failure)?
