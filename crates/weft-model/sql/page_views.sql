@@ -9,13 +9,23 @@ WITH views AS (
   FROM events_this_run
   WHERE event_name = 'page_view' AND page_view_id IS NOT NULL
 ),
+heartbeats AS (
+  -- the distinct heartbeat buckets pings fell in; grouped twice rather than
+  -- count(DISTINCT …), which would keep a set per page view
+  SELECT domain_sessionid, page_view_id, count(bucket) AS heartbeats
+  FROM (
+    SELECT DISTINCT domain_sessionid, page_view_id,
+      floor(@epoch_seconds(dvce_created_tstamp) / {{heartbeat}}) AS bucket
+    FROM events_this_run
+    WHERE event_name = 'page_ping' AND page_view_id IS NOT NULL
+  ) b
+  GROUP BY domain_sessionid, page_view_id
+),
 activity AS (
-  -- one pass over the view and its pings: heartbeat buckets, last ping, and the
-  -- offsets scrolled, clipped to the document (rows that know its size)
+  -- one pass over the view and its pings: last ping, and the offsets
+  -- scrolled, clipped to the document (rows that know its size)
   SELECT domain_sessionid, page_view_id,
     max(CASE WHEN event_name = 'page_ping' THEN derived_tstamp END) AS last_ping_tstamp,
-    count(DISTINCT CASE WHEN event_name = 'page_ping'
-      THEN floor(@epoch_seconds(dvce_created_tstamp) / {{heartbeat}}) END) AS heartbeats,
     max(CASE WHEN sized THEN doc_width END) AS doc_width,
     max(CASE WHEN sized THEN doc_height END) AS doc_height,
     max(CASE WHEN sized THEN br_viewwidth END) AS br_viewwidth,
@@ -40,14 +50,16 @@ joined AS (
   SELECT v.*,
     v.derived_tstamp AS start_tstamp,
     coalesce(a.last_ping_tstamp, v.derived_tstamp) AS end_tstamp,
-    CASE WHEN a.heartbeats = 0 THEN 0
-      ELSE {{heartbeat}} * (a.heartbeats - 1) + {{min_visit_length}} END AS engaged_time_in_s,
+    CASE WHEN coalesce(h.heartbeats, 0) = 0 THEN 0
+      ELSE {{heartbeat}} * (h.heartbeats - 1) + {{min_visit_length}} END AS engaged_time_in_s,
     a.doc_width AS scroll_doc_width, a.doc_height AS scroll_doc_height,
     a.hmax, a.vmax,
     a.br_viewwidth AS scroll_viewwidth, a.br_viewheight AS scroll_viewheight
   FROM views v
   JOIN activity a
     ON a.domain_sessionid = v.domain_sessionid AND a.page_view_id = v.page_view_id
+  LEFT JOIN heartbeats h
+    ON h.domain_sessionid = v.domain_sessionid AND h.page_view_id = v.page_view_id
   WHERE v.copy = 1
 )
 SELECT

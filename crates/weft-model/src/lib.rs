@@ -8,6 +8,7 @@
 
 pub mod dialect;
 mod run;
+mod spill;
 pub mod sql;
 
 pub use dialect::Dialect;
@@ -29,6 +30,12 @@ pub enum ModelError {
     DataFusion(Box<deltalake::datafusion::error::DataFusionError>),
     #[error("arrow: {0}")]
     Arrow(Box<deltalake::arrow::error::ArrowError>),
+    #[error("spilling events to {path}: {source}")]
+    Spill {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("delta table derived.{table}: {source}")]
     Delta {
         table: String,

@@ -35,6 +35,7 @@ use weft_core::config::ModelConfig;
 use weft_lake::Lake;
 
 use crate::dialect::Dialect;
+use crate::spill::Spill;
 use crate::sql::ModelSql;
 use crate::{ModelError, Result};
 
@@ -157,8 +158,9 @@ impl Modeller {
         Ok(report)
     }
 
-    /// Every table from every event, sessions a bucket at a time: a bucket's
-    /// events are read and kept in memory while its page views, sessions and
+    /// Every table from every event, sessions a bucket at a time: the events
+    /// are read once and split by session into bucket files, then a bucket's
+    /// events are kept in memory while its page views, sessions and
     /// conversions are derived, so memory stays bounded however many events
     /// there are. The user mapping (from every event's user id) comes first,
     /// the users (from every session) last.
@@ -170,13 +172,9 @@ impl Modeller {
         high: i64,
     ) -> Result<ModelReport> {
         ctx.register_table("all_events", events.into_view())?;
-        let new_events = count(ctx, "SELECT count(*) FROM all_events").await?;
-        let mut report = ModelReport {
-            full: true,
-            new_events,
-            ..ModelReport::default()
-        };
-        let buckets = new_events.div_ceil(self.bucket_events.max(1)).clamp(1, 64);
+        // an upper bound (answered from file statistics) is enough to size the buckets
+        let stored = count(ctx, "SELECT count(*) FROM atomic.events").await?;
+        let buckets = stored.div_ceil(self.bucket_events.max(1)).clamp(1, 64) as usize;
         let statements: std::collections::HashMap<&str, String> =
             sql.statements()?.into_iter().collect();
         let statement = |name: &str| {
@@ -191,20 +189,34 @@ impl Modeller {
             "user_mapping",
             materialize(ctx, "user_mapping", statement("user_mapping")?).await?,
         );
+        ctx.deregister_table("events_this_run")?;
+        // one bucket: the events stay in memory; more: read once, split to disk
+        let spill = if buckets == 1 {
+            None
+        } else {
+            let dir = self.spill_dir();
+            Some(Spill::write(ctx.table("all_events").await?, dir, buckets).await?)
+        };
+        let mut report = ModelReport {
+            full: true,
+            ..ModelReport::default()
+        };
         let mut per_session: std::collections::HashMap<&str, Rows> =
             std::collections::HashMap::new();
         for bucket in 0..buckets {
             ctx.deregister_table("events_this_run")?;
-            let events = ctx.table("all_events").await?;
-            let events = if buckets == 1 {
-                events
-            } else {
-                // session ids are random: their first character spreads them over the buckets
-                let first =
-                    deltalake::datafusion::functions::expr_fn::ascii(col("domain_sessionid"));
-                events.filter((first % lit(buckets as i32)).eq(lit(bucket as i32)))?
-            };
-            materialize_frame(ctx, "events_this_run", events).await?;
+            match &spill {
+                None => {
+                    let events = ctx.table("all_events").await?;
+                    let rows = materialize_frame(ctx, "events_this_run", events).await?;
+                    report.new_events = rows.rows() as u64;
+                }
+                Some(spill) => {
+                    let table = MemTable::try_new(Arc::clone(spill.schema()), spill.read(bucket)?)?;
+                    ctx.register_table("events_this_run", Arc::new(table))?;
+                    report.new_events = spill.rows();
+                }
+            }
             for name in [
                 "page_views_this_run",
                 "sessions_this_run",
@@ -219,6 +231,7 @@ impl Modeller {
                 per_session.insert(name, rows);
             }
         }
+        drop(spill);
         ctx.deregister_table("events_this_run")?;
         for (name, rows) in per_session {
             ctx.deregister_table(name)?;
@@ -280,7 +293,8 @@ impl Modeller {
         let new_events = events
             .clone()
             .filter(col("load_tstamp").gt(timestamp(mark)))?;
-        ctx.register_table("new_events", new_events.into_view())?;
+        // few, and read by several queries below: read once
+        materialize_frame(ctx, "new_events", new_events).await?;
 
         // the sessions new events touched, and the earliest date of each
         let touched = materialize(
@@ -487,8 +501,10 @@ impl Modeller {
         matches_nothing: bool,
         high: i64,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let delta = self.table(table).await?;
-        let write = if matches_nothing && rows.rows() == 0 {
+        let written = rows.rows();
+        let write = if matches_nothing && written == 0 {
             delta
                 .write(rows.batches()?)
                 .with_save_mode(SaveMode::Append)
@@ -503,7 +519,20 @@ impl Modeller {
             .with_commit_properties(commit(high))
             .await
             .map_err(|source| delta_error(table, source))?;
+        tracing::debug!(table, rows = written, elapsed = ?started.elapsed(), "replaced");
         Ok(())
+    }
+
+    /// A folder of its own for a full build's spilled events, in the data directory.
+    fn spill_dir(&self) -> std::path::PathBuf {
+        let root = self.lake.root();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        root.parent()
+            .unwrap_or(root)
+            .join("tmp")
+            .join(format!("model-{}-{nanos}", std::process::id()))
     }
 
     async fn table(&self, table: &str) -> Result<DeltaTable> {
@@ -726,7 +755,7 @@ fn commit(high: i64) -> CommitProperties {
     CommitProperties::default().with_application_transaction(Transaction::new(MODEL_APP_ID, high))
 }
 
-fn nullable(schema: &Schema) -> SchemaRef {
+pub(crate) fn nullable(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
@@ -737,7 +766,7 @@ fn nullable(schema: &Schema) -> SchemaRef {
 }
 
 /// The batch's columns, by name, cast to the schema's types.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
@@ -754,7 +783,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 /// The batch with its string views copied out of the buffers they point
 /// into: a filtered or joined view column keeps its input's whole buffers
 /// alive, so a kept result would otherwise pin every event it was made from.
-fn compact(batch: &RecordBatch) -> RecordBatch {
+pub(crate) fn compact(batch: &RecordBatch) -> RecordBatch {
     use deltalake::arrow::array::AsArray;
     use deltalake::arrow::datatypes::DataType;
     let columns = batch

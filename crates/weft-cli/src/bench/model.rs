@@ -132,6 +132,17 @@ pub async fn run(config: Config, args: ModelArgs) -> Result<()> {
         loading.elapsed().as_secs_f64()
     );
 
+    // small files compacted, as `weft serve`'s maintenance keeps a lake
+    let compacting = Instant::now();
+    let maintained = weft_lake::maintain(&lake, &crate::run::maintenance_options(&config)).await?;
+    let (removed, added) = maintained.iter().fold((0, 0), |(removed, added), table| {
+        (removed + table.files_compacted, added + table.files_written)
+    });
+    println!(
+        "  compacted {removed} files into {added} in {:.0} s (weft serve's maintenance)",
+        compacting.elapsed().as_secs_f64()
+    );
+
     // the newest events are held back: they arrive after the full build
     let tail = hold_back_newest(&lake, args.increment_pct, load.events).await?;
     let tail_rows: usize = tail.iter().map(RecordBatch::num_rows).sum();

@@ -388,6 +388,12 @@ pub async fn assert_same_as_rebuild(setup: &Setup) {
     ] {
         let report = modeller.rebuild().await.unwrap();
         assert!(report.full);
+        // the events split into bucket files are gone once the build is
+        let spilled = setup.lake.root().parent().unwrap().join("tmp");
+        let left: Vec<_> = std::fs::read_dir(&spilled)
+            .map(|dir| dir.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{rebuild} left {left:?}");
         for ((table, key), before) in keys.into_iter().zip(&incremental) {
             let after = setup
                 .text(&format!("SELECT * FROM derived.{table} ORDER BY {key}"))

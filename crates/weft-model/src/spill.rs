@@ -1,0 +1,209 @@
+//! A full build reads the events once: each batch is split by session into
+//! buckets and every bucket appended to its own Arrow IPC file, so a bucket's
+//! sessions are then derived from its files alone, with only that bucket in
+//! memory, instead of rescanning every Parquet file for every bucket.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use deltalake::arrow::compute::take_record_batch;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::ipc::reader::StreamReader;
+use deltalake::arrow::ipc::writer::StreamWriter;
+use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+use deltalake::datafusion::prelude::DataFrame;
+use futures::StreamExt;
+
+use crate::run::{compact, conform, nullable};
+use crate::{ModelError, Result};
+
+/// The session column events are split by.
+const SESSION: &str = "domain_sessionid";
+
+/// Events split into buckets by session, on disk; the folder goes when this does.
+pub(crate) struct Spill {
+    dir: PathBuf,
+    schema: SchemaRef,
+    /// `files[partition][bucket]`, where that partition wrote rows of the bucket.
+    files: Vec<Vec<Option<PathBuf>>>,
+    rows: u64,
+}
+
+impl Spill {
+    /// Runs `frame` once, its partitions side by side, writing its rows under
+    /// `dir` (created, and removed when the spill is dropped).
+    pub(crate) async fn write(frame: DataFrame, dir: PathBuf, buckets: usize) -> Result<Spill> {
+        std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
+        // the folder is removed from here on, whatever happens
+        let mut spill = Spill {
+            dir,
+            schema: nullable(frame.schema().as_arrow()),
+            files: Vec::new(),
+            rows: 0,
+        };
+        let streams = frame.execute_stream_partitioned().await?;
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(partition, stream)| {
+                let (dir, schema) = (spill.dir.clone(), spill.schema.clone());
+                tokio::spawn(write_partition(stream, dir, schema, partition, buckets))
+            })
+            .collect();
+        for task in tasks {
+            let (files, rows) = task
+                .await
+                .map_err(|error| ModelError::Sql(format!("splitting events: {error}")))??;
+            spill.files.push(files);
+            spill.rows += rows;
+        }
+        Ok(spill)
+    }
+
+    /// How many rows were written.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The rows of one bucket, one list of batches per partition that wrote them.
+    pub(crate) fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut out = Vec::new();
+        for path in self.files.iter().filter_map(|files| files[bucket].as_ref()) {
+            let file = File::open(path).map_err(|source| io_error(path, source))?;
+            let reader = StreamReader::try_new(BufReader::new(file), None)?;
+            out.push(reader.collect::<Result<Vec<_>, _>>()?);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove spilled events");
+        }
+    }
+}
+
+type Writer = StreamWriter<BufWriter<File>>;
+
+/// One partition's rows, split into a file per bucket it has rows of.
+async fn write_partition(
+    mut stream: SendableRecordBatchStream,
+    dir: PathBuf,
+    schema: SchemaRef,
+    partition: usize,
+    buckets: usize,
+) -> Result<(Vec<Option<PathBuf>>, u64)> {
+    let mut writers: Vec<Option<(PathBuf, Writer)>> = (0..buckets).map(|_| None).collect();
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = conform(&batch?, &schema)?;
+        rows += batch.num_rows() as u64;
+        for (bucket, part) in split(&batch, buckets)?.into_iter().enumerate() {
+            let Some(part) = part else { continue };
+            let slot = &mut writers[bucket];
+            if slot.is_none() {
+                let path = dir.join(format!("p{partition}-b{bucket}.arrow"));
+                let file = File::create(&path).map_err(|source| io_error(&path, source))?;
+                *slot = Some((path, StreamWriter::try_new(BufWriter::new(file), &schema)?));
+            }
+            if let Some((_, writer)) = slot {
+                writer.write(&part)?;
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(buckets);
+    for slot in writers {
+        files.push(match slot {
+            Some((path, mut writer)) => {
+                writer.finish()?;
+                Some(path)
+            }
+            None => None,
+        });
+    }
+    Ok((files, rows))
+}
+
+/// The batch's rows by bucket of their session (`None` for a bucket without rows).
+fn split(batch: &RecordBatch, buckets: usize) -> Result<Vec<Option<RecordBatch>>> {
+    let ids = batch
+        .column_by_name(SESSION)
+        .ok_or_else(|| ModelError::Sql(format!("events without {SESSION}")))?;
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); buckets];
+    let mut push = |row: usize, id: Option<&str>| {
+        rows[id.map_or(0, |id| bucket_of(id, buckets))].push(row as u32);
+    };
+    match ids.data_type() {
+        DataType::Utf8View => ids
+            .as_string_view()
+            .iter()
+            .enumerate()
+            .for_each(|(r, id)| push(r, id)),
+        DataType::Utf8 => ids
+            .as_string::<i32>()
+            .iter()
+            .enumerate()
+            .for_each(|(r, id)| push(r, id)),
+        DataType::LargeUtf8 => ids
+            .as_string::<i64>()
+            .iter()
+            .enumerate()
+            .for_each(|(r, id)| push(r, id)),
+        other => {
+            return Err(ModelError::Sql(format!(
+                "{SESSION} is {other}, not a string"
+            )));
+        }
+    }
+    rows.into_iter()
+        .map(|rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let rows = UInt32Array::from(rows);
+            // views copied out: the file gets the bucket's strings, not the whole batch's
+            Ok(Some(compact(&take_record_batch(batch, &rows)?)))
+        })
+        .collect()
+}
+
+/// A session's bucket: FNV-1a of its id, so any id format spreads evenly.
+pub(crate) fn bucket_of(id: &str, buckets: usize) -> usize {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % buckets.max(1) as u64) as usize
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> ModelError {
+    ModelError::Spill {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_spread_over_every_bucket() {
+        let mut counts = [0usize; 7];
+        for i in 0..7000 {
+            counts[bucket_of(&format!("{i:08x}-session"), 7)] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
+        assert_eq!(bucket_of("any", 1), 0);
+    }
+}
