@@ -71,13 +71,18 @@ impl Spill {
         &self.schema
     }
 
-    /// The rows of one bucket, one list of batches per partition that wrote them.
+    /// The rows of one bucket, one list of batches per partition that wrote them
+    /// (at least one list).
     pub(crate) fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
         let mut out = Vec::new();
         for path in self.files.iter().filter_map(|files| files[bucket].as_ref()) {
             let file = File::open(path).map_err(|source| io_error(path, source))?;
             let reader = StreamReader::try_new(BufReader::new(file), None)?;
             out.push(reader.collect::<Result<Vec<_>, _>>()?);
+        }
+        if out.is_empty() {
+            // a bucket no session fell in: one partition without rows
+            out.push(Vec::new());
         }
         Ok(out)
     }
