@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use deltalake::arrow::compute::take_record_batch;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::ipc::CompressionType;
 use deltalake::arrow::ipc::reader::StreamReader;
-use deltalake::arrow::ipc::writer::StreamWriter;
+use deltalake::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::DataFrame;
 use futures::StreamExt;
@@ -117,7 +118,12 @@ async fn write_partition(
             if slot.is_none() {
                 let path = dir.join(format!("p{partition}-b{bucket}.arrow"));
                 let file = File::create(&path).map_err(|source| io_error(&path, source))?;
-                *slot = Some((path, StreamWriter::try_new(BufWriter::new(file), &schema)?));
+                // LZ4: text-heavy events shrink severalfold, for less to write and read back
+                let options = IpcWriteOptions::default()
+                    .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+                let writer =
+                    StreamWriter::try_new_with_options(BufWriter::new(file), &schema, options)?;
+                *slot = Some((path, writer));
             }
             if let Some((_, writer)) = slot {
                 writer.write(&part)?;
