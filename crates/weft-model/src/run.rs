@@ -199,6 +199,7 @@ impl Modeller {
         };
         let mut report = ModelReport {
             full: true,
+            new_events: spill.as_ref().map_or(0, Spill::rows),
             ..ModelReport::default()
         };
         let mut per_session: std::collections::HashMap<&str, Rows> =
@@ -214,7 +215,6 @@ impl Modeller {
                 Some(spill) => {
                     let table = MemTable::try_new(Arc::clone(spill.schema()), spill.read(bucket)?)?;
                     ctx.register_table("events_this_run", Arc::new(table))?;
-                    report.new_events = spill.rows();
                 }
             }
             for name in [
