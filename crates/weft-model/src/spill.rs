@@ -7,13 +7,16 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use deltalake::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use deltalake::arrow::compute::take_record_batch;
-use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::ipc::CompressionType;
 use deltalake::arrow::ipc::reader::StreamReader;
 use deltalake::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::physical_expr::expressions::col;
+use deltalake::datafusion::physical_plan::metrics::Time;
+use deltalake::datafusion::physical_plan::repartition::BatchPartitioner;
+use deltalake::datafusion::physical_plan::{Partitioning, SendableRecordBatchStream};
 use deltalake::datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
@@ -45,12 +48,15 @@ impl Spill {
             rows: 0,
         };
         let streams = frame.execute_stream_partitioned().await?;
+        let partitions = streams.len();
         let tasks: Vec<_> = streams
             .into_iter()
             .enumerate()
             .map(|(partition, stream)| {
                 let (dir, schema) = (spill.dir.clone(), spill.schema.clone());
-                tokio::spawn(write_partition(stream, dir, schema, partition, buckets))
+                tokio::spawn(write_partition(
+                    stream, dir, schema, partition, partitions, buckets,
+                ))
             })
             .collect();
         for task in tasks {
@@ -105,19 +111,22 @@ async fn write_partition(
     dir: PathBuf,
     schema: SchemaRef,
     partition: usize,
+    partitions: usize,
     buckets: usize,
 ) -> Result<(Vec<Option<PathBuf>>, u64)> {
     let mut writers: Vec<Option<(PathBuf, Writer)>> = (0..buckets).map(|_| None).collect();
+    let mut split = partitioner(&schema, partition, partitions, buckets)?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = conform(&batch?, &schema)?;
         rows += batch.num_rows() as u64;
-        for (bucket, part) in split(&batch, buckets)?.into_iter().enumerate() {
-            let Some(part) = part else { continue };
+        split.partition(batch, |bucket, part| {
             let slot = &mut writers[bucket];
             if slot.is_none() {
                 let path = dir.join(format!("p{partition}-b{bucket}.arrow"));
-                let file = File::create(&path).map_err(|source| io_error(&path, source))?;
+                let file = File::create(&path).map_err(|source| {
+                    DataFusionError::External(Box::new(io_error(&path, source)))
+                })?;
                 // LZ4: text-heavy events shrink severalfold, for less to write and read back
                 let options = IpcWriteOptions::default()
                     .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
@@ -126,9 +135,11 @@ async fn write_partition(
                 *slot = Some((path, writer));
             }
             if let Some((_, writer)) = slot {
-                writer.write(&part)?;
+                // views copied out: the file gets the bucket's strings, not the whole batch's
+                writer.write(&compact(&part))?;
             }
-        }
+            Ok(())
+        })?;
     }
     let mut files = Vec::with_capacity(buckets);
     for slot in writers {
@@ -143,55 +154,22 @@ async fn write_partition(
     Ok((files, rows))
 }
 
-/// The batch's rows by bucket of their session (`None` for a bucket without rows).
-fn split(batch: &RecordBatch, buckets: usize) -> Result<Vec<Option<RecordBatch>>> {
-    let ids = batch
-        .column_by_name(SESSION)
-        .ok_or_else(|| ModelError::Sql(format!("events without {SESSION}")))?;
-    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); buckets];
-    let mut push = |row: usize, id: Option<&str>| {
-        rows[id.map_or(0, |id| bucket_of(id, buckets))].push(row as u32);
-    };
-    match ids.data_type() {
-        DataType::Utf8View => ids
-            .as_string_view()
-            .iter()
-            .enumerate()
-            .for_each(|(r, id)| push(r, id)),
-        DataType::Utf8 => ids
-            .as_string::<i32>()
-            .iter()
-            .enumerate()
-            .for_each(|(r, id)| push(r, id)),
-        DataType::LargeUtf8 => ids
-            .as_string::<i64>()
-            .iter()
-            .enumerate()
-            .for_each(|(r, id)| push(r, id)),
-        other => {
-            return Err(ModelError::Sql(format!(
-                "{SESSION} is {other}, not a string"
-            )));
-        }
-    }
-    rows.into_iter()
-        .map(|rows| {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let rows = UInt32Array::from(rows);
-            // views copied out: the file gets the bucket's strings, not the whole batch's
-            Ok(Some(compact(&take_record_batch(batch, &rows)?)))
-        })
-        .collect()
-}
-
-/// A session's bucket: FNV-1a of its id, so any id format spreads evenly.
-pub(crate) fn bucket_of(id: &str, buckets: usize) -> usize {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % buckets.max(1) as u64) as usize
+/// Splits batches by the hash of their session id, as DataFusion's hash
+/// repartitioning does (one fixed hash for the whole process, so every
+/// partition puts a session in the same bucket).
+fn partitioner(
+    schema: &SchemaRef,
+    partition: usize,
+    partitions: usize,
+    buckets: usize,
+) -> Result<BatchPartitioner> {
+    let session = col(SESSION, schema)?;
+    Ok(BatchPartitioner::try_new(
+        Partitioning::Hash(vec![session], buckets),
+        Time::new(),
+        partition,
+        partitions,
+    )?)
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> ModelError {
@@ -204,17 +182,25 @@ fn io_error(path: &Path, source: std::io::Error) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::arrow::array::{ArrayRef, StringArray};
+    use std::sync::Arc;
 
     #[test]
     fn sessions_spread_over_every_bucket() {
+        let ids: Vec<String> = (0..7000).map(|i| format!("{i:08x}-session")).collect();
+        let ids = StringArray::from(ids);
+        let batch = RecordBatch::try_from_iter([(SESSION, Arc::new(ids) as ArrayRef)]).unwrap();
         let mut counts = [0usize; 7];
-        for i in 0..7000 {
-            counts[bucket_of(&format!("{i:08x}-session"), 7)] += 1;
-        }
+        partitioner(&batch.schema(), 0, 1, 7)
+            .unwrap()
+            .partition(batch, |bucket, part| {
+                counts[bucket] += part.num_rows();
+                Ok(())
+            })
+            .unwrap();
         assert!(
             counts.iter().all(|&n| (800..1200).contains(&n)),
             "{counts:?}"
         );
-        assert_eq!(bucket_of("any", 1), 0);
     }
 }
