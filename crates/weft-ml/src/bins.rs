@@ -110,6 +110,21 @@ pub struct Binned {
     pub columns: Vec<Vec<u8>>,
 }
 
+impl Binned {
+    /// The same bins row by row, `[r * features + f]`: a row's bins share a
+    /// cache line, for code that reads all of one row.
+    pub fn row_major(&self) -> Vec<u8> {
+        let features = self.columns.len();
+        let mut rows = vec![0u8; self.rows * features];
+        for (f, column) in self.columns.iter().enumerate() {
+            for (r, bin) in column.iter().enumerate() {
+                rows[r * features + f] = *bin;
+            }
+        }
+        rows
+    }
+}
+
 /// Bin boundaries learned from training data, applied to any matrix.
 #[derive(Debug, Clone)]
 pub struct Binner {

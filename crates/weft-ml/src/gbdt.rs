@@ -11,6 +11,7 @@
 //! when the validation log loss has not improved for a number of rounds and
 //! the model keeps the best round.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bins::{BinMapper, Binned, Binner};
@@ -129,49 +130,73 @@ impl Tree {
         if self.nodes.is_empty() {
             return [0; 4];
         }
-        let mut at = [0i32; 4];
-        loop {
-            let mut walking = false;
-            for (k, node) in at.iter_mut().enumerate() {
-                if *node >= 0 {
-                    *node = self.step(*node, rows[k]);
-                    walking = true;
-                }
-            }
-            if !walking {
-                return at.map(|a| !a as usize);
+        walk4(|k, at| self.step(at, rows[k]))
+    }
+}
+
+/// The leaves four rows reach from the root, walked side by side so their
+/// memory reads overlap: `step(k, node)` is where row k goes from `node`, a
+/// child below zero the leaf `!child`.
+#[inline(always)]
+fn walk4(step: impl Fn(usize, i32) -> i32) -> [usize; 4] {
+    let mut at = [0i32; 4];
+    loop {
+        let mut walking = false;
+        for (k, node) in at.iter_mut().enumerate() {
+            if *node >= 0 {
+                *node = step(k, *node);
+                walking = true;
             }
         }
+        if !walking {
+            return at.map(|a| !a as usize);
+        }
     }
+}
+
+/// Rows handled at least per part: fewer are not worth handing over.
+const MIN_PART: usize = 4096;
+
+/// `work(first, part)` over consecutive parts of `items` on rayon's threads
+/// (up to `threads` parts), where `first` is the part's first index; the
+/// results in order, so sums over them repeat exactly.
+fn in_parts<T: Send, R: Send>(
+    items: &mut [T],
+    threads: usize,
+    work: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let size = items.len().div_ceil(threads.max(1)).max(MIN_PART);
+    items
+        .par_chunks_mut(size)
+        .enumerate()
+        .map(|(i, part)| work(i * size, part))
+        .collect()
 }
 
 impl Gbdt {
     /// Log-odds of each row of the matrix.
     pub fn predict_margin(&self, matrix: &Matrix, threads: usize) -> Vec<f64> {
         let mut out = vec![self.base; matrix.rows];
-        let chunk = matrix.rows.div_ceil(threads.max(1)).max(4096);
-        std::thread::scope(|scope| {
-            for (c, part) in out.chunks_mut(chunk).enumerate() {
-                scope.spawn(move || {
-                    // trees in the outer loop over small blocks keep both in cache
-                    for (block_start, block) in part.chunks_mut(256).enumerate() {
-                        let first = c * chunk + block_start * 256;
-                        for tree in &self.trees {
-                            for (q, quad) in block.chunks_mut(4).enumerate() {
-                                let row = |k: usize| {
-                                    matrix.row(
-                                        (first + q * 4 + k.min(quad.len() - 1))
-                                            .min(matrix.rows - 1),
-                                    )
-                                };
-                                let leaves = tree.leaves_of([row(0), row(1), row(2), row(3)]);
-                                for (margin, leaf) in quad.iter_mut().zip(leaves) {
-                                    *margin += tree.leaves[leaf];
-                                }
-                            }
+        in_parts(&mut out, threads, |part_start, part| {
+            // trees in the outer loop over small blocks keep both in cache
+            for (block_start, block) in part.chunks_mut(256).enumerate() {
+                let first = part_start + block_start * 256;
+                // the block's rows in fours, found once for all the trees
+                let rows: Vec<[&[f32]; 4]> = (0..block.len().div_ceil(4))
+                    .map(|q| {
+                        std::array::from_fn(|k| {
+                            matrix.row(first + (q * 4 + k).min(block.len() - 1))
+                        })
+                    })
+                    .collect();
+                for tree in &self.trees {
+                    for (quad, rows) in block.chunks_mut(4).zip(&rows) {
+                        let leaves = tree.leaves_of(*rows);
+                        for (margin, leaf) in quad.iter_mut().zip(leaves) {
+                            *margin += tree.leaves[leaf];
                         }
                     }
-                });
+                }
             }
         });
         out
@@ -209,6 +234,39 @@ enum SplitRule {
     In([u64; 4]),
 }
 
+impl SplitRule {
+    /// Whether a row in `bin` goes left. Bin 0 is missing, which goes left
+    /// where `missing_left` says (a level set holds bin 0 itself when it does).
+    /// Without a branch: a split sends rows either way at random.
+    #[inline(always)]
+    fn goes_left(&self, missing_left: bool, bin: u8) -> bool {
+        match self {
+            SplitRule::Le(t) => (bin != 0) & (bin <= *t) | (bin == 0) & missing_left,
+            SplitRule::In(bits) => bits[bin as usize / 64] >> (bin % 64) & 1 == 1,
+        }
+    }
+}
+
+/// Puts the rows going left first, each side in its order; returns how
+/// many go left. `scratch` holds the right side meanwhile.
+fn partition(rows: &mut [u32], scratch: &mut Vec<u32>, goes_left: impl Fn(u32) -> bool) -> usize {
+    // each row is written to both sides and only the side it belongs to
+    // moves on: no branch to mispredict
+    scratch.clear();
+    scratch.resize(rows.len(), 0);
+    let (mut left, mut right) = (0, 0);
+    for i in 0..rows.len() {
+        let row = rows[i];
+        let goes = goes_left(row);
+        rows[left] = row;
+        scratch[right] = row;
+        left += usize::from(goes);
+        right += usize::from(!goes);
+    }
+    rows[left..].copy_from_slice(&scratch[..right]);
+    left
+}
+
 #[derive(Debug, Clone)]
 struct Candidate {
     gain: f64,
@@ -240,8 +298,6 @@ struct TrainNode {
 /// What the learner reads: binned features, their offsets in a histogram, the labels.
 struct Problem<'a> {
     binned: &'a Binned,
-    /// The same bins row by row: `rows[r * features + f]`.
-    rows: Vec<u8>,
     offsets: Vec<usize>,
     categorical: Vec<bool>,
     params: &'a GbdtParams,
@@ -252,53 +308,69 @@ impl Problem<'_> {
         *self.offsets.last().unwrap_or(&0)
     }
 
-    /// The histogram of the rows, rows spread over threads. Rows are read
-    /// one after another with all their bins side by side (one cache line a
-    /// row, whatever the leaf), each thread into its own histogram.
-    fn histogram(&self, rows: &[u32], grad: &[(f64, f64)], features: &[bool]) -> Vec<BinStat> {
-        let n_features = self.offsets.len() - 1;
-        let threads = if rows.len() * n_features > 200_000 {
-            self.params.threads.max(1)
-        } else {
-            1
-        };
-        let active: Vec<(usize, usize)> = (0..n_features)
-            .filter(|f| features[*f])
-            .map(|f| (f, self.offsets[f]))
-            .collect();
-        let one = |part: &[u32]| {
-            let mut hist = vec![BinStat::default(); self.hist_len()];
-            for &r in part {
+    /// The histogram of the rows, feature by feature as LightGBM builds it:
+    /// the rows' gradients are gathered once in the rows' order, then each
+    /// feature's pass reads its byte column (small enough to stay in cache)
+    /// into its own few hundred bins (which stay in the fastest cache).
+    /// Features are shared out over threads; each writes its own bins.
+    fn histogram(&self, rows: &[u32], grad: &[(f32, f32)], features: &[bool]) -> Vec<BinStat> {
+        let ordered: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&r| {
                 let (g, h) = grad[r as usize];
-                let bins = &self.rows[r as usize * n_features..(r as usize + 1) * n_features];
-                for &(f, offset) in &active {
-                    let stat = &mut hist[offset + bins[f] as usize];
-                    stat.g += g;
-                    stat.h += h;
-                    stat.n += 1;
-                }
+                (f64::from(g), f64::from(h))
+            })
+            .collect();
+        let mut hist = vec![BinStat::default(); self.hist_len()];
+        let mut parts = Vec::new();
+        let mut rest = hist.as_mut_slice();
+        for ((bounds, column), on) in self
+            .offsets
+            .windows(2)
+            .zip(&self.binned.columns)
+            .zip(features)
+        {
+            let (bins, tail) = rest.split_at_mut(bounds[1] - bounds[0]);
+            rest = tail;
+            if *on {
+                parts.push((column, bins));
             }
-            hist
-        };
-        if threads == 1 {
-            return one(rows);
         }
-        let parts: Vec<Vec<BinStat>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(rows.len().div_ceil(threads))
-                .map(|part| scope.spawn(move || one(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a histogram thread does not panic"))
-                .collect()
-        });
-        let mut parts = parts.into_iter();
-        let mut hist = parts.next().unwrap_or_default();
-        for part in parts {
-            for (total, stat) in hist.iter_mut().zip(&part) {
-                total.add(stat);
+        let fill = |column: &[u8], bins: &mut [BinStat]| {
+            // even and odd rows into two sets of bins: two rows in the same
+            // bin one after another (common for features of few levels) then
+            // add to different memory, and the CPU need not wait for the
+            // first sum; 256 bins each, so a byte indexes them unchecked
+            let mut even = [BinStat::default(); 256];
+            let mut odd = [BinStat::default(); 256];
+            let add = |bins: &mut [BinStat; 256], r: u32, (g, h): (f64, f64)| {
+                let stat = &mut bins[usize::from(column[r as usize])];
+                stat.g += g;
+                stat.h += h;
+                stat.n += 1;
+            };
+            let mut pairs = rows.chunks_exact(2).zip(ordered.chunks_exact(2));
+            for (r, gh) in &mut pairs {
+                add(&mut even, r[0], gh[0]);
+                add(&mut odd, r[1], gh[1]);
             }
+            if rows.len() % 2 == 1 {
+                add(&mut even, rows[rows.len() - 1], ordered[rows.len() - 1]);
+            }
+            for ((total, a), b) in bins.iter_mut().zip(&even).zip(&odd) {
+                *total = *a;
+                total.add(b);
+            }
+        };
+        // handing work to another thread costs as much as some 50,000 bins added
+        if rows.len() * parts.len() <= 50_000 || self.params.threads <= 1 {
+            for (column, bins) in parts {
+                fill(column, bins);
+            }
+        } else {
+            parts
+                .into_par_iter()
+                .for_each(|(column, bins)| fill(column, bins));
         }
         hist
     }
@@ -453,6 +525,24 @@ pub fn train(
     valid: Option<(&Binned, &[bool])>,
     params: &GbdtParams,
 ) -> Gbdt {
+    // threads kept for the whole training: starting them for each histogram
+    // cost more than some histograms take
+    let boost = || boost(binner, train, valid, params);
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(params.threads.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(boost),
+        Err(_) => boost(),
+    }
+}
+
+fn boost(
+    binner: &Binner,
+    train: (&Binned, &[bool]),
+    valid: Option<(&Binned, &[bool])>,
+    params: &GbdtParams,
+) -> Gbdt {
     let (binned, labels) = train;
     let n = binned.rows;
     let mut offsets = vec![0];
@@ -465,15 +555,8 @@ pub fn train(
         .map(|m| matches!(m, BinMapper::Categorical { .. }))
         .collect();
     let n_features = binner.mappers.len();
-    let mut rows = vec![0u8; n * n_features];
-    for (f, column) in binned.columns.iter().enumerate() {
-        for (r, bin) in column.iter().enumerate() {
-            rows[r * n_features + f] = *bin;
-        }
-    }
     let problem = Problem {
         binned,
-        rows,
         offsets,
         categorical,
         params,
@@ -493,18 +576,21 @@ pub fn train(
     };
     let mut margin = vec![base; n];
     let mut valid_margin = valid.map(|(v, _)| vec![base; v.rows]);
-    let mut grad = vec![(0.0, 0.0); n];
+    let valid_rows = valid.map(|(v, _)| v.row_major());
+    let mut grad = vec![(0.0f32, 0.0f32); n];
     let mut trees: Vec<Tree> = Vec::new();
     let mut gains: Vec<Vec<(usize, f64)>> = Vec::new();
     let mut best = (f64::INFINITY, 0usize);
     let mut rng = params.seed.max(1);
     for round in 0..params.max_rounds {
-        for (i, (g, h)) in grad.iter_mut().enumerate() {
-            let p = sigmoid(margin[i]);
-            let w = weight(labels[i]);
-            *g = w * (p - f64::from(u8::from(labels[i])));
-            *h = w * (p * (1.0 - p)).max(1e-16);
-        }
+        in_parts(&mut grad, params.threads, |first, part| {
+            for (i, (g, h)) in (first..).zip(part) {
+                let p = sigmoid(margin[i]);
+                let w = weight(labels[i]);
+                *g = (w * (p - f64::from(u8::from(labels[i])))) as f32;
+                *h = (w * (p * (1.0 - p)).max(1e-16)) as f32;
+            }
+        });
         let features: Vec<bool> = if params.feature_fraction < 1.0 {
             (0..n_features)
                 .map(|_| next_unit(&mut rng) < params.feature_fraction)
@@ -520,11 +606,22 @@ pub fn train(
             }
         }
         let raw = tree.to_model(binner);
-        if let (Some((valid, valid_labels)), Some(valid_margin)) = (valid, valid_margin.as_mut()) {
-            for (i, m) in valid_margin.iter_mut().enumerate() {
-                *m += raw.leaves[tree.leaf_of_binned(valid, i)];
-            }
-            let loss = log_loss_of_margins(valid_margin, valid_labels);
+        if let (Some((_, valid_labels)), Some(valid_margin)) = (valid, valid_margin.as_mut()) {
+            let valid_rows = valid_rows.as_deref().unwrap_or_default();
+            let losses = in_parts(valid_margin, params.threads, |first, part| {
+                for (q, quad) in part.chunks_mut(4).enumerate() {
+                    let row = |k: usize| {
+                        let r = first + q * 4 + k.min(quad.len() - 1);
+                        &valid_rows[r * n_features..(r + 1) * n_features]
+                    };
+                    let leaves = tree.leaves_of_bins([row(0), row(1), row(2), row(3)]);
+                    for (m, leaf) in quad.iter_mut().zip(leaves) {
+                        *m += raw.leaves[leaf];
+                    }
+                }
+                log_loss_sum(part, &valid_labels[first..first + part.len()])
+            });
+            let loss = losses.iter().sum::<f64>() / valid_margin.len().max(1) as f64;
             if loss < best.0 - 1e-9 {
                 best = (loss, round + 1);
             }
@@ -560,24 +657,20 @@ struct BinTree {
 }
 
 impl BinTree {
-    fn leaf_of_binned(&self, binned: &Binned, row: usize) -> usize {
+    /// The leaves of four rows of bins (each row all its features' bins).
+    fn leaves_of_bins(&self, rows: [&[u8]; 4]) -> [usize; 4] {
         if self.nodes.is_empty() {
-            return 0;
+            return [0; 4];
         }
-        let mut at = 0i32;
-        loop {
+        walk4(|k, at| {
             let node = &self.nodes[at as usize];
-            let bin = binned.columns[node.feature][row];
-            let left = match &node.rule {
-                _ if bin == 0 => node.missing_left,
-                SplitRule::Le(t) => bin <= *t,
-                SplitRule::In(bits) => bits[bin as usize / 64] >> (bin % 64) & 1 == 1,
-            };
-            at = if left { node.left } else { node.right };
-            if at < 0 {
-                return !at as usize;
+            let bin = rows[k][node.feature];
+            if node.rule.goes_left(node.missing_left, bin) {
+                node.left
+            } else {
+                node.right
             }
-        }
+        })
     }
 
     /// The same tree on raw values: bin thresholds become values, bin sets level sets.
@@ -627,15 +720,15 @@ impl BinTree {
 type Grown = (Option<BinTree>, Vec<(usize, f64)>, Vec<Vec<u32>>);
 
 /// One tree, leaf by leaf; also the gain of each split and the rows of each leaf.
-fn grow(problem: &Problem, grad: &[(f64, f64)], features: &[bool]) -> Grown {
+fn grow(problem: &Problem, grad: &[(f32, f32)], features: &[bool]) -> Grown {
     let params = problem.params;
     let n = problem.binned.rows;
     let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut scratch: Vec<u32> = Vec::with_capacity(n);
+    let mut scratch = Vec::with_capacity(n);
     let hist = problem.histogram(&order, grad, features);
     let total = grad.iter().fold(BinStat::default(), |mut acc, (g, h)| {
-        acc.g += g;
-        acc.h += h;
+        acc.g += f64::from(*g);
+        acc.h += f64::from(*h);
         acc.n += 1;
         acc
     });
@@ -664,30 +757,12 @@ fn grow(problem: &Problem, grad: &[(f64, f64)], features: &[bool]) -> Grown {
         let leaf = leaves.swap_remove(at);
         let split = leaf.best.clone().expect("chosen for its split");
         gains.push((split.feature, split.gain));
-        // partition the leaf's rows: left ones first, stable
         let bins = &problem.binned.columns[split.feature];
-        let goes_left = |r: u32| {
-            let bin = bins[r as usize];
-            match &split.rule {
-                _ if bin == 0 => split.missing_left,
-                SplitRule::Le(t) => bin <= *t,
-                SplitRule::In(bits) => bits[bin as usize / 64] >> (bin % 64) & 1 == 1,
-            }
-        };
-        let range = &mut order[leaf.start..leaf.start + leaf.len];
-        scratch.clear();
-        let mut write = 0;
-        for i in 0..range.len() {
-            let r = range[i];
-            if goes_left(r) {
-                range[write] = r;
-                write += 1;
-            } else {
-                scratch.push(r);
-            }
-        }
-        range[write..].copy_from_slice(&scratch);
-        let left_len = write;
+        let left_len = partition(
+            &mut order[leaf.start..leaf.start + leaf.len],
+            &mut scratch,
+            |r| split.rule.goes_left(split.missing_left, bins[r as usize]),
+        );
         let node = nodes.len();
         nodes.push(TrainNode {
             feature: split.feature,
@@ -777,8 +852,9 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn log_loss_of_margins(margins: &[f64], labels: &[bool]) -> f64 {
-    let total: f64 = margins
+/// The summed log loss of rows given as margins.
+fn log_loss_sum(margins: &[f64], labels: &[bool]) -> f64 {
+    margins
         .iter()
         .zip(labels)
         .map(|(m, y)| {
@@ -786,8 +862,7 @@ fn log_loss_of_margins(margins: &[f64], labels: &[bool]) -> f64 {
             let z = if *y { -m } else { *m };
             z.max(0.0) + (-z.abs()).exp().ln_1p()
         })
-        .sum();
-    total / margins.len().max(1) as f64
+        .sum()
 }
 
 /// A uniform number in [0, 1) from a xorshift state (seeded, no dependency).
@@ -865,6 +940,151 @@ mod tests {
                 margins[..rows],
                 "{rows} rows"
             );
+        }
+    }
+
+    #[test]
+    fn a_histogram_sums_the_gradients_of_its_rows_in_every_bin() {
+        // a feature of many bins, one of few, one mostly missing (bin 0)
+        let n = 30_000;
+        let binned = Binned {
+            rows: n,
+            columns: vec![
+                (0..n).map(|i| ((i * 7919) % 251) as u8 + 1).collect(),
+                (0..n).map(|i| (i % 3) as u8 + 1).collect(),
+                (0..n)
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            ((i / 5) % 4) as u8 + 1
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
+            ],
+        };
+        let params = GbdtParams::default();
+        let problem = Problem {
+            binned: &binned,
+            offsets: vec![0, 252, 256, 261],
+            categorical: vec![false; 3],
+            params: &params,
+        };
+        let grad: Vec<(f32, f32)> = (0..n)
+            .map(|i| ((i % 13) as f32 - 6.0, 0.1 + (i % 7) as f32 * 0.01))
+            .collect();
+        let every = (0..n as u32).collect::<Vec<_>>();
+        let thirds = (0..n as u32).step_by(3).collect::<Vec<_>>();
+        let odd = (0..n as u32).step_by(299).collect::<Vec<_>>();
+        // all rows with all features are spread over threads; the rest are not
+        for (rows, features) in [
+            (&every, [true, true, true]),
+            (&thirds, [true, false, true]),
+            (&odd, [false, true, true]),
+        ] {
+            let hist = problem.histogram(rows, &grad, &features);
+            let mut want = vec![BinStat::default(); 261];
+            for &r in rows.iter() {
+                let (g, h) = grad[r as usize];
+                for f in (0..3).filter(|f| features[*f]) {
+                    let stat =
+                        &mut want[problem.offsets[f] + binned.columns[f][r as usize] as usize];
+                    stat.add(&BinStat {
+                        g: f64::from(g),
+                        h: f64::from(h),
+                        n: 1,
+                    });
+                }
+            }
+            for (bin, (got, want)) in hist.iter().zip(&want).enumerate() {
+                assert_eq!(got.n, want.n, "{} rows, bin {bin}", rows.len());
+                assert!(
+                    (got.g - want.g).abs() < 1e-6,
+                    "{} rows, bin {bin}",
+                    rows.len()
+                );
+                assert!(
+                    (got.h - want.h).abs() < 1e-6,
+                    "{} rows, bin {bin}",
+                    rows.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_grown_tree_sends_each_row_to_the_same_leaf_on_bins_and_on_values() {
+        // a numeric feature with missing values and a categorical one: the
+        // validation walk (on bins) must agree with scoring (on values)
+        let n = 8000;
+        let x: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 9 == 0 {
+                    f64::NAN
+                } else {
+                    ((i * 31) % 997) as f64
+                }
+            })
+            .collect();
+        let levels = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let level: Vec<Option<&str>> = (0..n).map(|i| Some(levels[(i * 7) % 8])).collect();
+        let frame = Frame {
+            columns: vec![
+                Column::numeric("x", x),
+                Column::categorical("level", &level),
+            ],
+            label: None,
+            ids: None,
+        };
+        let schema = FeatureSchema::of(&frame);
+        let matrix = schema.matrix(&frame).unwrap();
+        let binner = Binner::fit(&schema, &matrix, 255);
+        let binned = binner.bin(&matrix);
+        let params = GbdtParams {
+            min_data_per_group: 10,
+            ..GbdtParams::default()
+        };
+        let mut offsets = vec![0];
+        for mapper in &binner.mappers {
+            offsets.push(offsets.last().unwrap() + mapper.bins());
+        }
+        let problem = Problem {
+            binned: &binned,
+            offsets,
+            categorical: vec![false, true],
+            params: &params,
+        };
+        // gradients that reward splitting on both features
+        let grad: Vec<(f32, f32)> = (0..n)
+            .map(|i| {
+                let high = matrix.get(i, 0).is_nan() || matrix.get(i, 0) > 500.0;
+                let odd_level = (i * 7) % 8 % 2 == 1;
+                (if high ^ odd_level { -0.4 } else { 0.3 }, 0.25)
+            })
+            .collect();
+        let (tree, _, leaf_rows) = grow(&problem, &grad, &[true, true]);
+        let tree = tree.expect("the gradients are worth splitting");
+        assert!(
+            tree.nodes
+                .iter()
+                .any(|n| matches!(n.rule, SplitRule::In(_)))
+        );
+        let raw = tree.to_model(&binner);
+        let bins = binned.row_major();
+        let mut grown_leaf = vec![0; n];
+        for (leaf, rows) in leaf_rows.iter().enumerate() {
+            for &r in rows {
+                grown_leaf[r as usize] = leaf;
+            }
+        }
+        for first in (0..n).step_by(4) {
+            let rows: [usize; 4] = std::array::from_fn(|k| first + k);
+            let on_bins = tree.leaves_of_bins(rows.map(|r| &bins[r * 2..r * 2 + 2]));
+            let on_values = raw.leaves_of(rows.map(|r| matrix.row(r)));
+            for k in 0..4 {
+                assert_eq!(on_bins[k], grown_leaf[rows[k]], "row {}", rows[k]);
+                assert_eq!(on_values[k], grown_leaf[rows[k]], "row {}", rows[k]);
+            }
         }
     }
 
