@@ -103,25 +103,77 @@ pub struct Node {
     pub right: i32,
 }
 
-impl Tree {
-    /// The child a row goes to from node `at`. Numeric nodes compare without
-    /// a branch (a missing value goes left only where the node says so), so
-    /// the CPU can walk several rows at once.
+/// A tree laid out for scoring, where every node decides without a branch:
+/// a numeric node and a categorical one both read a bitset word and compare,
+/// and the node's kind picks the answer. Branching on the kind instead cost
+/// a third of the scoring time in mispredictions.
+struct Scorer<'a> {
+    nodes: Vec<ScoreNode>,
+    /// Word 0 is empty, read by numeric nodes; each level set is followed by
+    /// an empty word, where levels beyond it land.
+    bits: Vec<u64>,
+    leaves: &'a [f64],
+}
+
+#[derive(Clone, Copy)]
+struct ScoreNode {
+    feature: u32,
+    threshold: f32,
+    bits_at: u32,
+    words: u32,
+    missing_left: bool,
+    categorical: bool,
+    children: [i32; 2],
+}
+
+impl<'a> Scorer<'a> {
+    fn of(tree: &'a Tree) -> Self {
+        let mut bits = vec![0];
+        let nodes = tree
+            .nodes
+            .iter()
+            .map(|node| {
+                let bits_at = if node.cat_words == 0 {
+                    0
+                } else {
+                    let at = bits.len() as u32;
+                    let start = node.cat_start as usize;
+                    bits.extend_from_slice(&tree.cat_bits[start..start + node.cat_words as usize]);
+                    bits.push(0);
+                    at
+                };
+                ScoreNode {
+                    feature: node.feature,
+                    threshold: node.threshold,
+                    bits_at,
+                    words: node.cat_words,
+                    missing_left: node.missing_left,
+                    categorical: node.cat_words > 0,
+                    children: [node.left, node.right],
+                }
+            })
+            .collect();
+        Self {
+            nodes,
+            bits,
+            leaves: &tree.leaves,
+        }
+    }
+
+    /// The child a row goes to from node `at`.
     #[inline(always)]
     fn step(&self, at: i32, row: &[f32]) -> i32 {
         let node = &self.nodes[at as usize];
         let value = row[node.feature as usize];
-        let left = if node.cat_words == 0 {
-            (value <= node.threshold) | (value.is_nan() & node.missing_left)
-        } else if value.is_nan() {
-            node.missing_left
-        } else {
-            let level = value as usize;
-            let word = level / 64;
-            word < node.cat_words as usize
-                && self.cat_bits[node.cat_start as usize + word] >> (level % 64) & 1 == 1
-        };
-        if left { node.left } else { node.right }
+        let missing = value.is_nan();
+        // a level; a missing value reads as 0 and is overruled below
+        let level = value as u32;
+        let word = self.bits[(node.bits_at + (level / 64).min(node.words)) as usize];
+        let in_set = word >> (level % 64) & 1 == 1;
+        let below = value <= node.threshold;
+        let known = (node.categorical & in_set) | (!node.categorical & below);
+        let left = (known & !missing) | (missing & node.missing_left);
+        node.children[usize::from(!left)]
     }
 
     /// The leaves of four rows, walked side by side.
@@ -177,6 +229,7 @@ impl Gbdt {
     /// Log-odds of each row of the matrix.
     pub fn predict_margin(&self, matrix: &Matrix, threads: usize) -> Vec<f64> {
         let mut out = vec![self.base; matrix.rows];
+        let scorers: Vec<Scorer> = self.trees.iter().map(Scorer::of).collect();
         in_parts(&mut out, threads, |part_start, part| {
             // trees in the outer loop over small blocks keep both in cache
             for (block_start, block) in part.chunks_mut(256).enumerate() {
@@ -189,7 +242,7 @@ impl Gbdt {
                         })
                     })
                     .collect();
-                for tree in &self.trees {
+                for tree in &scorers {
                     for (quad, rows) in block.chunks_mut(4).zip(&rows) {
                         let leaves = tree.leaves_of(*rows);
                         for (margin, leaf) in quad.iter_mut().zip(leaves) {
@@ -1080,7 +1133,7 @@ mod tests {
         for first in (0..n).step_by(4) {
             let rows: [usize; 4] = std::array::from_fn(|k| first + k);
             let on_bins = tree.leaves_of_bins(rows.map(|r| &bins[r * 2..r * 2 + 2]));
-            let on_values = raw.leaves_of(rows.map(|r| matrix.row(r)));
+            let on_values = Scorer::of(&raw).leaves_of(rows.map(|r| matrix.row(r)));
             for k in 0..4 {
                 assert_eq!(on_bins[k], grown_leaf[rows[k]], "row {}", rows[k]);
                 assert_eq!(on_values[k], grown_leaf[rows[k]], "row {}", rows[k]);
