@@ -5,6 +5,8 @@
 //! its own bin when there are few); a categorical feature's bins are its
 //! levels, the most frequent first, the rarest sharing the last bin.
 
+use rayon::prelude::*;
+
 use crate::schema::{FeatureKind, FeatureSchema, Matrix};
 
 /// At most this many bins per feature, missing included (bins are bytes).
@@ -134,9 +136,10 @@ pub struct Binner {
 impl Binner {
     pub fn fit(schema: &FeatureSchema, matrix: &Matrix, max_bins: usize) -> Self {
         let max_bins = max_bins.clamp(3, MAX_BINS);
+        // features are independent: one task each on rayon's threads
         let mappers = schema
             .features
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(j, feature)| {
                 let column = (0..matrix.rows).map(|i| matrix.get(i, j));
@@ -156,7 +159,7 @@ impl Binner {
     pub fn bin(&self, matrix: &Matrix) -> Binned {
         let columns = self
             .mappers
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(j, mapper)| {
                 (0..matrix.rows)
