@@ -394,13 +394,7 @@ impl Problem<'_> {
     /// into its own few hundred bins (which stay in the fastest cache).
     /// Features are shared out over threads; each writes its own bins.
     fn histogram(&self, rows: &[u32], grad: &[(f32, f32)], features: &[bool]) -> Vec<BinStat> {
-        let ordered: Vec<(f64, f64)> = rows
-            .iter()
-            .map(|&r| {
-                let (g, h) = grad[r as usize];
-                (f64::from(g), f64::from(h))
-            })
-            .collect();
+        let ordered: Vec<(f32, f32)> = rows.iter().map(|&r| grad[r as usize]).collect();
         let mut hist = vec![BinStat::default(); self.hist_len()];
         let mut parts = Vec::new();
         let mut rest = hist.as_mut_slice();
@@ -423,10 +417,10 @@ impl Problem<'_> {
             // first sum; 256 bins each, so a byte indexes them unchecked
             let mut even = [BinStat::default(); 256];
             let mut odd = [BinStat::default(); 256];
-            let add = |bins: &mut [BinStat; 256], r: u32, (g, h): (f64, f64)| {
+            let add = |bins: &mut [BinStat; 256], r: u32, (g, h): (f32, f32)| {
                 let stat = &mut bins[usize::from(column[r as usize])];
-                stat.g += g;
-                stat.h += h;
+                stat.g += f64::from(g);
+                stat.h += f64::from(h);
                 stat.n += 1;
             };
             let mut pairs = rows.chunks_exact(2).zip(ordered.chunks_exact(2));
