@@ -124,7 +124,6 @@ struct ScoreNode {
     bits_at: u32,
     words: u32,
     missing_left: bool,
-    categorical: bool,
     children: [i32; 2],
 }
 
@@ -150,7 +149,6 @@ impl<'a> Scorer<'a> {
                     bits_at,
                     words: node.cat_words,
                     missing_left: node.missing_left,
-                    categorical: node.cat_words > 0,
                     children: [node.left, node.right],
                 }
             })
@@ -173,7 +171,8 @@ impl<'a> Scorer<'a> {
         let word = self.bits[(node.bits_at + (level / 64).min(node.words)) as usize];
         let in_set = word >> (level % 64) & 1 == 1;
         let below = value <= node.threshold;
-        let known = (node.categorical & in_set) | (!node.categorical & below);
+        let categorical = node.words > 0;
+        let known = (categorical & in_set) | (!categorical & below);
         let left = (known & !missing) | (missing & node.missing_left);
         node.children[usize::from(!left)]
     }
