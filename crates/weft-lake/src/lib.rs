@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod loader;
 pub mod maintenance;
 pub mod rules;
+pub mod split_filter;
 pub mod sql;
 
 pub use catalog::Lake;
