@@ -205,3 +205,58 @@ mod path_tests {
         assert!(self_describing_path("user_id.email").is_err());
     }
 }
+
+#[cfg(test)]
+mod scan_tests {
+    use deltalake::arrow::array::StringArray;
+    use deltalake::arrow::compute::cast;
+    use deltalake::arrow::datatypes::DataType;
+    use deltalake::datafusion::physical_plan::displayable;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lake_table_applies_each_filter_once_and_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let context = SessionContext::new();
+        let batches = context
+            .sql("SELECT value AS n, concat('c', CAST(value AS VARCHAR)) AS name FROM generate_series(1, 1000)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        lake.table("t", "numbers")
+            .await
+            .unwrap()
+            .write(batches)
+            .await
+            .unwrap();
+
+        let session = session(&lake).await.unwrap();
+        let frame = session
+            .sql("SELECT name FROM t.numbers WHERE n > 990 AND name <> 'c995'")
+            .await
+            .unwrap();
+        let plan = frame.clone().create_physical_plan().await.unwrap();
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        // pushed into the scan for pruning once, not twice
+        assert_eq!(text.matches("n@0 > 990").count(), 2, "{text}");
+        assert!(text.contains("FilterExec"), "{text}");
+
+        let mut names = Vec::new();
+        for batch in frame.collect().await.unwrap() {
+            let column = cast(batch.column(0), &DataType::Utf8).unwrap();
+            let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+            names.extend(column.iter().flatten().map(str::to_owned));
+        }
+        names.sort();
+        let mut expected: Vec<String> = (991..=1000)
+            .filter(|n| *n != 995)
+            .map(|n| format!("c{n}"))
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+    }
+}
