@@ -369,27 +369,26 @@ impl Modeller {
         )
         .await?;
 
-        // the dates those sessions have in each table, and the earliest of them
+        // the dates those sessions have in each table; those of the re-derived
+        // sessions, with their new events' dates, bound the events read again
+        // (restitched sessions are not: their rows come from the tables)
         let mut old_dates = Vec::new();
+        let mut touched_dates: BTreeSet<i32> = touched.dates(1)?.into_iter().collect();
         for table in SESSION_TABLES {
             let dates = materialize(
                 ctx,
                 &format!("{table}_old_dates"),
                 &format!(
-                    "SELECT DISTINCT t.{SESSION_DATE} AS day FROM derived.{table} t \
+                    "SELECT DISTINCT t.{SESSION_DATE} AS day, s.domain_sessionid IS NOT NULL AS touched \
+                     FROM derived.{table} t \
+                     LEFT JOIN touched_sessions s ON s.domain_sessionid = t.domain_sessionid \
                      WHERE t.domain_sessionid IN (SELECT domain_sessionid FROM affected_sessions)"
                 ),
             )
             .await?;
+            touched_dates.extend(dates.dates_where(0, 1)?);
             old_dates.push(dates.dates(0)?);
         }
-        let touched_first = touched.dates(1)?;
-        let touched_dates: BTreeSet<i32> = old_dates
-            .iter()
-            .flatten()
-            .copied()
-            .chain(touched_first.iter().copied())
-            .collect();
 
         // every event of the touched sessions: from the earliest date any of them has
         let mut scoped = events;
@@ -622,6 +621,30 @@ impl Rows {
                 .downcast_ref::<Date32Array>()
                 .expect("cast to Date32 gives dates");
             out.extend(dates.iter().flatten());
+        }
+        Ok(out)
+    }
+
+    /// The non-null dates of column `index` on rows where the boolean column `flag` is true.
+    fn dates_where(&self, index: usize, flag: usize) -> Result<Vec<i32>> {
+        use deltalake::arrow::array::AsArray;
+        let mut out = Vec::new();
+        for batch in &self.batches {
+            let column = cast(
+                batch.column(index),
+                &deltalake::arrow::datatypes::DataType::Date32,
+            )?;
+            let dates = column
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("cast to Date32 gives dates");
+            let flags = batch.column(flag).as_boolean();
+            out.extend(
+                dates
+                    .iter()
+                    .zip(flags.iter())
+                    .filter_map(|(date, flag)| flag.unwrap_or(false).then_some(date).flatten()),
+            );
         }
         Ok(out)
     }
