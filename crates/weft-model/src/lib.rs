@@ -6,6 +6,7 @@
 //! engine: [`Dialect`] names the few places where engines differ, so the same
 //! models can run in DataFusion here or in Spark/Databricks or DuckDB.
 
+mod deletion;
 pub mod dialect;
 mod run;
 mod spill;

@@ -34,6 +34,7 @@ use tracing::info;
 use weft_core::config::ModelConfig;
 use weft_lake::Lake;
 
+use crate::deletion::{self, Doomed};
 use crate::dialect::Dialect;
 use crate::spill::Spill;
 use crate::sql::ModelSql;
@@ -274,6 +275,8 @@ impl Modeller {
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite)
                 .with_partition_columns(partition)
+                // incremental runs mark replaced rows deleted rather than rewrite files
+                .with_configuration([(deletion::ENABLE, Some("true"))])
                 .with_commit_properties(commit(high));
             write.await.map_err(|source| delta_error(table, source))?;
         }
@@ -462,47 +465,70 @@ impl Modeller {
         for ((table, rows), old) in rows.into_iter().zip(old_dates) {
             let mut dates: BTreeSet<i32> = old.into_iter().collect();
             dates.extend(rows.dates_of(SESSION_DATE)?);
-            let predicate =
-                in_dates(SESSION_DATE, &dates).and(in_strings("domain_sessionid", &affected));
-            // no dates: the table has no rows of these sessions, before or after
-            self.replace(table, rows, predicate, dates.is_empty(), high)
-                .await?;
+            self.replace(
+                table,
+                rows,
+                "domain_sessionid",
+                &affected,
+                Some(&dates),
+                high,
+            )
+            .await?;
         }
         let user_ids = users_touched.strings(0)?;
-        self.replace(
-            "users",
-            users,
-            in_strings("domain_userid", &user_ids),
-            user_ids.is_empty(),
-            high,
-        )
-        .await?;
+        self.replace("users", users, "domain_userid", &user_ids, None, high)
+            .await?;
         let mapped = updates.strings(0)?;
         self.replace(
             "user_mapping",
             updates,
-            in_strings("domain_userid", &mapped),
-            mapped.is_empty(),
+            "domain_userid",
+            &mapped,
+            None,
             high,
         )
         .await?;
         Ok(report)
     }
 
-    /// Replaces the rows matching `predicate` with `rows` in one commit, or
-    /// only records progress when the predicate matches nothing and there are
-    /// no rows.
+    /// Replaces the rows whose `column` is one of `keys` (in the partitions
+    /// `dates`, for the tables partitioned by session date) with `rows`, in
+    /// one commit: marked deleted in deletion vectors where the table takes
+    /// them, else by rewriting their files. Only records progress when
+    /// nothing matches and there are no rows.
     async fn replace(
         &self,
         table: &str,
         rows: Rows,
-        predicate: Expr,
-        matches_nothing: bool,
+        column: &str,
+        keys: &[String],
+        dates: Option<&BTreeSet<i32>>,
         high: i64,
     ) -> Result<()> {
         let started = std::time::Instant::now();
         let delta = self.table(table).await?;
         let written = rows.rows();
+        // no keys or no dates: the table has no rows of these, before or after
+        let matches_nothing = keys.is_empty() || dates.is_some_and(BTreeSet::is_empty);
+        if deletion::supported(&delta) {
+            let keys: HashSet<String> = keys.iter().cloned().collect();
+            let doomed = Doomed {
+                column,
+                keys: &keys,
+                partition: dates.map(|dates| (SESSION_DATE, dates)),
+            };
+            let done = deletion::replace(&delta, rows.batches()?, doomed, commit(high))
+                .await
+                .map_err(|source| delta_error(table, source))?;
+            if done {
+                tracing::debug!(table, rows = written, elapsed = ?started.elapsed(), "replaced (deletion vectors)");
+                return Ok(());
+            }
+        }
+        let mut predicate = in_strings(column, keys);
+        if let Some(dates) = dates {
+            predicate = in_dates(SESSION_DATE, dates).and(predicate);
+        }
         let write = if matches_nothing && written == 0 {
             delta
                 .write(rows.batches()?)

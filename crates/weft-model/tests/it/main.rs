@@ -275,7 +275,26 @@ async fn a_cookie_that_logs_in_on_its_third_session_is_stitched_back() {
             .await,
         vec![json!({"user_id": "user-42", "stitched_user_id": "user-42", "sessions": 3, "page_views": 3})]
     );
+    // the older rows were marked deleted in the files they are in, not rewritten with them
+    for table in ["page_views", "sessions", "users"] {
+        let (marked, files) = files_with_deletion_vectors(&setup, table).await;
+        assert!(
+            marked >= 1,
+            "{table}: {marked} of {files} files have a deletion vector"
+        );
+    }
     assert_same_as_rebuild(&setup).await;
+}
+
+/// How many of a derived table's files carry a deletion vector, and how many it has.
+async fn files_with_deletion_vectors(setup: &Setup, table: &str) -> (usize, usize) {
+    let table = setup.lake.table("derived", table).await.unwrap();
+    let files: Vec<_> = table.snapshot().unwrap().log_data().iter().collect();
+    let marked = files
+        .iter()
+        .filter(|file| file.deletion_vector_descriptor().is_some())
+        .count();
+    (marked, files.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
