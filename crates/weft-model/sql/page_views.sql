@@ -1,77 +1,47 @@
 -- page_views: one row per page view, its page pings rolled up into engaged time
--- (heartbeat × (distinct heartbeat buckets − 1) + minimum visit length, 0 without
--- pings) and scroll depth, as Snowplow's web model computes them.
-WITH views AS (
-  SELECT *,
-    row_number() OVER (
-      PARTITION BY domain_sessionid, page_view_id ORDER BY derived_tstamp, event_id
-    ) AS copy
-  FROM events_this_run
-  WHERE event_name = 'page_view' AND page_view_id IS NOT NULL
+-- and scroll depth, as Snowplow's web model computes them: the page view's event
+-- with what page_view_facts worked out for it, joined once.
+WITH firsts AS (
+  SELECT f.*, e.app_id, e.user_id, e.network_userid, e.domain_sessionidx,
+    e.dvce_created_tstamp, e.collector_tstamp, e.derived_tstamp,
+    e.page_title, e.page_url, e.page_urlscheme, e.page_urlhost, e.page_urlpath,
+    e.page_urlquery, e.page_urlfragment,
+    e.mkt_medium, e.mkt_source, e.mkt_term, e.mkt_content, e.mkt_campaign, e.mkt_clickid,
+    e.mkt_network,
+    e.page_referrer, e.refr_urlscheme, e.refr_urlhost, e.refr_urlpath, e.refr_urlquery,
+    e.refr_urlfragment, e.refr_medium, e.refr_source, e.refr_term,
+    e.geo_country, e.geo_region, e.geo_region_name, e.geo_city, e.geo_zipcode,
+    e.geo_latitude, e.geo_longitude, e.geo_timezone,
+    e.user_ipaddress, e.useragent, e.br_family, e.br_version, e.br_lang, e.br_viewwidth,
+    e.br_viewheight, e.br_colordepth, e.br_renderengine, e.os_family, e.os_timezone,
+    e.dvce_type, e.dvce_ismobile, e.doc_width, e.doc_height
+  FROM page_view_facts f
+  JOIN events_this_run e
+    ON e.domain_sessionid = f.domain_sessionid AND e.page_view_id = f.page_view_id
+    AND e.event_id = f.event_id AND e.derived_tstamp = f.start_tstamp
+  WHERE e.event_name = 'page_view'
 ),
-heartbeats AS (
-  -- the distinct heartbeat buckets pings fell in; grouped twice rather than
-  -- count(DISTINCT …), which would keep a set per page view
-  SELECT domain_sessionid, page_view_id, count(bucket) AS heartbeats
-  FROM (
-    SELECT DISTINCT domain_sessionid, page_view_id,
-      floor(@epoch_seconds(dvce_created_tstamp) / {{heartbeat}}) AS bucket
-    FROM events_this_run
-    WHERE event_name = 'page_ping' AND page_view_id IS NOT NULL
-  ) b
-  GROUP BY domain_sessionid, page_view_id
-),
-activity AS (
-  -- one pass over the view and its pings: last ping, and the offsets
-  -- scrolled, clipped to the document (rows that know its size)
-  SELECT domain_sessionid, page_view_id,
-    max(CASE WHEN event_name = 'page_ping' THEN derived_tstamp END) AS last_ping_tstamp,
-    max(CASE WHEN sized THEN doc_width END) AS doc_width,
-    max(CASE WHEN sized THEN doc_height END) AS doc_height,
-    max(CASE WHEN sized THEN br_viewwidth END) AS br_viewwidth,
-    max(CASE WHEN sized THEN br_viewheight END) AS br_viewheight,
-    least(greatest(max(CASE WHEN sized THEN coalesce(pp_xoffset_max, 0) END), 0),
-      max(CASE WHEN sized THEN doc_width END)) AS hmax,
-    least(greatest(max(CASE WHEN sized THEN coalesce(pp_yoffset_max, 0) END), 0),
-      max(CASE WHEN sized THEN doc_height END)) AS vmax
-  FROM (
-    SELECT *, doc_width > 0 AND doc_height > 0 AS sized
-    FROM events_this_run
-    WHERE event_name IN ('page_view', 'page_ping') AND page_view_id IS NOT NULL
-  ) e
-  GROUP BY domain_sessionid, page_view_id
-),
-session_starts AS (
-  SELECT domain_sessionid, min(derived_tstamp) AS session_start
-  FROM events_this_run
-  GROUP BY domain_sessionid
-),
-joined AS (
-  SELECT v.*,
-    v.derived_tstamp AS start_tstamp,
-    coalesce(a.last_ping_tstamp, v.derived_tstamp) AS end_tstamp,
-    CASE WHEN coalesce(h.heartbeats, 0) = 0 THEN 0
-      ELSE {{heartbeat}} * (h.heartbeats - 1) + {{min_visit_length}} END AS engaged_time_in_s,
-    a.doc_width AS scroll_doc_width, a.doc_height AS scroll_doc_height,
-    a.hmax, a.vmax,
-    a.br_viewwidth AS scroll_viewwidth, a.br_viewheight AS scroll_viewheight
-  FROM views v
-  JOIN activity a
-    ON a.domain_sessionid = v.domain_sessionid AND a.page_view_id = v.page_view_id
-  LEFT JOIN heartbeats h
-    ON h.domain_sessionid = v.domain_sessionid AND h.page_view_id = v.page_view_id
-  WHERE v.copy = 1
+j AS (
+  SELECT * FROM (
+    SELECT *, CAST(1 AS BIGINT) AS copy FROM firsts WHERE NOT alike
+    UNION ALL
+    -- copies with one event id sent at one instant (rare): the one collected
+    -- first, any one of them where that agrees too
+    SELECT *, CAST(row_number() OVER (
+      PARTITION BY domain_sessionid, page_view_id
+      ORDER BY collector_tstamp, dvce_created_tstamp
+    ) AS BIGINT) AS copy
+    FROM firsts WHERE alike
+  ) v
+  WHERE copy = 1
 )
 SELECT
   j.page_view_id, j.event_id, j.app_id, j.user_id, j.domain_userid,
-  coalesce(m.user_id, j.domain_userid) AS stitched_user_id,
+  j.stitched_user_id,
   j.network_userid, j.domain_sessionid, j.domain_sessionidx,
-  CAST(row_number() OVER (
-    PARTITION BY j.domain_sessionid ORDER BY j.start_tstamp, j.page_view_id
-  ) AS BIGINT) AS page_view_in_session_index,
-  count(*) OVER (PARTITION BY j.domain_sessionid) AS page_views_in_session,
+  j.page_view_in_session_index, j.page_views_in_session,
   j.dvce_created_tstamp, j.collector_tstamp, j.derived_tstamp, j.start_tstamp, j.end_tstamp,
-  CAST(j.engaged_time_in_s AS BIGINT) AS engaged_time_in_s,
+  j.engaged_time_in_s,
   CAST(round(@epoch_seconds(j.end_tstamp) - @epoch_seconds(j.start_tstamp)) AS BIGINT)
     AS absolute_time_in_s,
   j.hmax AS horizontal_pixels_scrolled,
@@ -92,7 +62,5 @@ SELECT
   j.user_ipaddress, j.useragent, j.br_family, j.br_version, j.br_lang, j.br_viewwidth,
   j.br_viewheight, j.br_colordepth, j.br_renderengine, j.os_family, j.os_timezone,
   j.dvce_type AS device_class, j.dvce_ismobile,
-  CAST(st.session_start AS DATE) AS session_date
-FROM joined j
-JOIN session_starts st ON st.domain_sessionid = j.domain_sessionid
-LEFT JOIN user_mapping m ON m.domain_userid = j.domain_userid
+  j.session_date
+FROM j

@@ -1,19 +1,12 @@
 -- users: one row per cookie (domain_userid), rolled up from its sessions: first and
 -- last seen, totals, the first page, first- and last-touch channel, the stitched id.
-WITH ranked AS (
-  SELECT *,
-    row_number() OVER (
-      PARTITION BY domain_userid ORDER BY start_tstamp, domain_sessionid
-    ) AS from_first,
-    row_number() OVER (
-      PARTITION BY domain_userid ORDER BY start_tstamp DESC, domain_sessionid DESC
-    ) AS from_last
-  FROM user_sessions
-  WHERE domain_userid IS NOT NULL
-),
-totals AS (
+-- The first session is the least session id of those that started first, the last
+-- the greatest of those that started last: grouped rather than ranked, which would
+-- take a cookie at a time over whole sessions.
+WITH totals AS (
   SELECT domain_userid,
     min(start_tstamp) AS start_tstamp,
+    max(start_tstamp) AS last_start_tstamp,
     max(end_tstamp) AS end_tstamp,
     count(*) AS sessions,
     sum(page_views) AS page_views,
@@ -22,6 +15,16 @@ totals AS (
   FROM user_sessions
   WHERE domain_userid IS NOT NULL
   GROUP BY domain_userid
+),
+ends AS (
+  SELECT t.domain_userid,
+    min(CASE WHEN s.start_tstamp = t.start_tstamp THEN s.domain_sessionid END) AS first_session,
+    max(CASE WHEN s.start_tstamp = t.last_start_tstamp THEN s.domain_sessionid END)
+      AS last_session
+  FROM totals t
+  JOIN user_sessions s ON s.domain_userid = t.domain_userid
+  WHERE s.start_tstamp = t.start_tstamp OR s.start_tstamp = t.last_start_tstamp
+  GROUP BY t.domain_userid
 )
 SELECT
   m.user_id, t.domain_userid, f.stitched_user_id, l.network_userid,
@@ -42,6 +45,9 @@ SELECT
   f.br_lang AS first_br_lang, l.br_lang AS last_br_lang,
   l.device_class AS last_device_class
 FROM totals t
-JOIN ranked f ON f.domain_userid = t.domain_userid AND f.from_first = 1
-JOIN ranked l ON l.domain_userid = t.domain_userid AND l.from_last = 1
+JOIN ends e ON e.domain_userid = t.domain_userid
+JOIN user_sessions f
+  ON f.domain_userid = t.domain_userid AND f.domain_sessionid = e.first_session
+JOIN user_sessions l
+  ON l.domain_userid = t.domain_userid AND l.domain_sessionid = e.last_session
 LEFT JOIN user_mapping m ON m.domain_userid = t.domain_userid

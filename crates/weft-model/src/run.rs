@@ -25,6 +25,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::datafusion::common::{JoinType, ScalarValue};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::physical_plan::display::DisplayableExecutionPlan;
 use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -52,8 +53,10 @@ pub const DERIVED_TABLES: [&str; 5] = [
     "user_mapping",
 ];
 
-/// About how many events a full build keeps in memory at once.
-const FULL_BUILD_BUCKET_EVENTS: u64 = 1_500_000;
+/// About how many events a full build keeps in memory at once. Smaller
+/// buckets reuse the memory the one before freed rather than touch new pages,
+/// which a 1.5 M-event bucket spent most of its read on (`weft bench model`).
+const FULL_BUILD_BUCKET_EVENTS: u64 = 500_000;
 
 /// The tables keyed by session, partitioned by the date it started.
 const SESSION_TABLES: [&str; 3] = ["page_views", "sessions", "conversions"];
@@ -218,6 +221,9 @@ impl Modeller {
                     ctx.register_table("events_this_run", Arc::new(table))?;
                 }
             }
+            // what each page view adds to its event, read by page_views only
+            ctx.deregister_table("page_view_facts")?;
+            materialize(ctx, "page_view_facts", statement("page_view_facts")?).await?;
             for name in [
                 "page_views_this_run",
                 "sessions_this_run",
@@ -413,6 +419,7 @@ impl Modeller {
         // few events: read once and kept in memory for every model that reads them
         materialize_frame(ctx, "events_this_run", scoped).await?;
 
+        materialize(ctx, "page_view_facts", &sql.page_view_facts()?).await?;
         let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
         let sessions = materialize(ctx, "sessions_this_run", &sql.sessions()?).await?;
         let conversions = materialize(ctx, "conversions_this_run", &sql.conversions()?).await?;
@@ -443,7 +450,8 @@ impl Modeller {
              UNION SELECT domain_userid FROM restitched",
         )
         .await?;
-        register_sql(
+        // read by the users model several times: read once
+        materialize(
             ctx,
             "user_sessions",
             "SELECT * FROM sessions_now \
@@ -693,9 +701,16 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<Rows
 async fn materialize_frame(ctx: &SessionContext, name: &str, frame: DataFrame) -> Result<Rows> {
     let started = std::time::Instant::now();
     let schema = nullable(frame.schema().as_arrow());
-    let batches = frame
-        .collect()
-        .await?
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await?;
+    let batches =
+        deltalake::datafusion::physical_plan::collect(Arc::clone(&plan), Arc::new(task)).await?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        // what each operator of the step did, for working out where its time goes
+        let metrics = DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true);
+        tracing::trace!(name, plan = %metrics, "materialised plan");
+    }
+    let batches = batches
         .iter()
         .map(|batch| conform(batch, &schema).map(|batch| compact(&batch)))
         .collect::<Result<_>>()?;

@@ -39,6 +39,7 @@ impl Spill {
     /// Runs `frame` once, its partitions side by side, writing its rows under
     /// `dir` (created, and removed when the spill is dropped).
     pub(crate) async fn write(frame: DataFrame, dir: PathBuf, buckets: usize) -> Result<Spill> {
+        let started = std::time::Instant::now();
         std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
         // the folder is removed from here on, whatever happens
         let mut spill = Spill {
@@ -66,6 +67,7 @@ impl Spill {
             spill.files.push(files);
             spill.rows += rows;
         }
+        tracing::debug!(rows = spill.rows, buckets, elapsed = ?started.elapsed(), "events split");
         Ok(spill)
     }
 
@@ -81,6 +83,7 @@ impl Spill {
     /// The rows of one bucket, one list of batches per partition that wrote them
     /// (at least one list).
     pub(crate) fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         for path in self.files.iter().filter_map(|files| files[bucket].as_ref()) {
             let file = File::open(path).map_err(|source| io_error(path, source))?;
@@ -91,6 +94,7 @@ impl Spill {
             // a bucket no session fell in: one partition without rows
             out.push(Vec::new());
         }
+        tracing::debug!(bucket, elapsed = ?started.elapsed(), "bucket read");
         Ok(out)
     }
 }

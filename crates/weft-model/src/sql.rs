@@ -12,6 +12,7 @@ use crate::dialect::Dialect;
 
 pub const EVENTS_THIS_RUN: &str = include_str!("../sql/events_this_run.sql");
 pub const USER_MAPPING: &str = include_str!("../sql/user_mapping.sql");
+pub const PAGE_VIEW_FACTS: &str = include_str!("../sql/page_view_facts.sql");
 pub const PAGE_VIEWS: &str = include_str!("../sql/page_views.sql");
 pub const SESSIONS: &str = include_str!("../sql/sessions.sql");
 pub const CONVERSIONS: &str = include_str!("../sql/conversions.sql");
@@ -113,14 +114,19 @@ impl ModelSql {
         self.render(USER_MAPPING, &[])
     }
 
-    pub fn page_views(&self) -> Result<String, ModelError> {
+    /// What page_views adds to each page view's event, on few columns; page_views reads it.
+    pub fn page_view_facts(&self) -> Result<String, ModelError> {
         self.render(
-            PAGE_VIEWS,
+            PAGE_VIEW_FACTS,
             &[
                 ("heartbeat", &self.heartbeat.to_string()),
                 ("min_visit_length", &self.min_visit_length.to_string()),
             ],
         )
+    }
+
+    pub fn page_views(&self) -> Result<String, ModelError> {
+        self.render(PAGE_VIEWS, &[])
     }
 
     pub fn sessions(&self) -> Result<String, ModelError> {
@@ -151,6 +157,7 @@ impl ModelSql {
                     .to_owned(),
             ),
             ("user_mapping", self.user_mapping()?),
+            ("page_view_facts", self.page_view_facts()?),
             ("page_views_this_run", self.page_views()?),
             ("sessions_this_run", self.sessions()?),
             ("conversions_this_run", self.conversions()?),
@@ -356,6 +363,7 @@ mod tests {
             let sql = ModelSql::new(&config, dialect, Some(&columns())).unwrap();
             for text in [
                 sql.events_this_run().unwrap(),
+                sql.page_view_facts().unwrap(),
                 sql.page_views().unwrap(),
                 sql.sessions().unwrap(),
                 sql.conversions().unwrap(),

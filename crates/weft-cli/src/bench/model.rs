@@ -41,10 +41,11 @@ pub struct ModelArgs {
 }
 
 /// The statements DuckDB runs: the same as weft's, up to sessions.
-const COMPARED: [&str; 5] = [
+const COMPARED: [&str; 6] = [
     "events_this_run",
     "user_ids",
     "user_mapping",
+    "page_view_facts",
     "page_views_this_run",
     "sessions_this_run",
 ];

@@ -298,6 +298,99 @@ async fn files_with_deletion_vectors(setup: &Setup, table: &str) -> (usize, usiz
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_view_sent_more_than_once_is_one_page_view_and_ties_pick_the_least_id() {
+    let mut setup = Setup::new();
+    let t = DAY + 9 * 3_600_000;
+    let copy = |id: &str, title: &str, event: Event| Event {
+        event_id: Some(id.into()),
+        page_title: Some(title.into()),
+        ..event
+    };
+    let mut events = vec![
+        // "home" sent again a minute later: the first copy counts
+        copy(
+            "home-2",
+            "resent",
+            event("pv", "c1", "s1", "home", t + 60_000),
+        ),
+        copy("home-1", "first", event("pv", "c1", "s1", "home", t)),
+        ping("c1", "s1", "home", t + 10_000, 100),
+        // "cart" twice at the same instant: the least event id counts
+        copy(
+            "cart-b",
+            "greater id",
+            event("pv", "c1", "s1", "cart", t + 120_000),
+        ),
+        copy(
+            "cart-a",
+            "least id",
+            event("pv", "c1", "s1", "cart", t + 120_000),
+        ),
+        // "shop": one event id at one instant, sent with different payloads: one row
+        copy("shop", "one", event("pv", "c1", "s1", "shop", t + 180_000)),
+        copy(
+            "shop",
+            "other",
+            event("pv", "c1", "s1", "shop", t + 180_000),
+        ),
+    ];
+    // a cookie whose first two sessions start together, as do its last two:
+    // the first is the least session id, the last the greatest
+    for (session, at) in [
+        ("s2b", t),
+        ("s2a", t),
+        ("s2d", t + 3_600_000),
+        ("s2c", t + 3_600_000),
+    ] {
+        let page = session.trim_start_matches("s2");
+        events.push(event("pv", "c2", session, page, at));
+    }
+    setup.load(&events).await;
+    setup.model().await;
+    // every copy was loaded: their ids or payloads differ
+    assert_eq!(
+        setup
+            .rows("SELECT count(*) AS n FROM atomic.events WHERE domain_sessionid = 's1'")
+            .await,
+        vec![json!({"n": 7})]
+    );
+    let views = setup
+        .rows(
+            "SELECT page_view_id, event_id, page_title, engaged_time_in_s, page_view_in_session_index, \
+             page_views_in_session FROM derived.page_views WHERE domain_sessionid = 's1' \
+             ORDER BY page_view_in_session_index",
+        )
+        .await;
+    assert_eq!(views.len(), 3, "{views:?}");
+    assert_eq!(
+        views[0],
+        json!({"page_view_id": "home", "event_id": "home-1", "page_title": "first",
+               "engaged_time_in_s": 5, "page_view_in_session_index": 1, "page_views_in_session": 3})
+    );
+    assert_eq!(
+        views[1],
+        json!({"page_view_id": "cart", "event_id": "cart-a", "page_title": "least id",
+               "engaged_time_in_s": 0, "page_view_in_session_index": 2, "page_views_in_session": 3})
+    );
+    assert_eq!(views[2]["page_view_id"], "shop");
+    assert!(["one", "other"].contains(&views[2]["page_title"].as_str().unwrap_or("")));
+    let sessions = setup
+        .rows("SELECT page_views, total_events FROM derived.sessions WHERE domain_sessionid = 's1'")
+        .await;
+    assert_eq!(sessions, vec![json!({"page_views": 3, "total_events": 7})]);
+    let users = setup
+        .rows(
+            "SELECT sessions, first_page_urlpath, last_page_urlpath FROM derived.users \
+             WHERE domain_userid = 'c2'",
+        )
+        .await;
+    assert_eq!(
+        users,
+        vec![json!({"sessions": 4, "first_page_urlpath": "/a", "last_page_urlpath": "/d"})]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_ping_and_a_rerun_give_what_a_rebuild_gives() {
     let mut setup = Setup::new();
     let t = DAY + 12 * 3_600_000;
