@@ -646,15 +646,7 @@ impl Rows {
     fn dates(&self, index: usize) -> Result<Vec<i32>> {
         let mut out = Vec::new();
         for batch in &self.batches {
-            let column = cast(
-                batch.column(index),
-                &deltalake::arrow::datatypes::DataType::Date32,
-            )?;
-            let dates = column
-                .as_any()
-                .downcast_ref::<Date32Array>()
-                .expect("cast to Date32 gives dates");
-            out.extend(dates.iter().flatten());
+            out.extend(date_column(batch, index)?.iter().flatten());
         }
         Ok(out)
     }
@@ -664,14 +656,7 @@ impl Rows {
         use deltalake::arrow::array::AsArray;
         let mut out = Vec::new();
         for batch in &self.batches {
-            let column = cast(
-                batch.column(index),
-                &deltalake::arrow::datatypes::DataType::Date32,
-            )?;
-            let dates = column
-                .as_any()
-                .downcast_ref::<Date32Array>()
-                .expect("cast to Date32 gives dates");
+            let dates = date_column(batch, index)?;
             let flags = batch.column(flag).as_boolean();
             out.extend(
                 dates
@@ -687,6 +672,18 @@ impl Rows {
         let index = self.schema.index_of(name)?;
         self.dates(index)
     }
+}
+
+/// Column `index` of `batch` as dates.
+fn date_column(batch: &RecordBatch, index: usize) -> Result<Date32Array> {
+    use deltalake::arrow::array::AsArray;
+    let column = cast(
+        batch.column(index),
+        &deltalake::arrow::datatypes::DataType::Date32,
+    )?;
+    Ok(column
+        .as_primitive::<deltalake::arrow::datatypes::Date32Type>()
+        .clone())
 }
 
 /// Runs a query and keeps its result as the table `name` of the session.
