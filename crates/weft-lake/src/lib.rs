@@ -10,7 +10,6 @@ pub mod maintenance;
 pub mod rules;
 pub mod split_filter;
 pub mod sql;
-pub mod wide_windows;
 
 pub use catalog::Lake;
 pub use loader::{LoadReport, Loader};

@@ -95,15 +95,11 @@ pub(crate) fn state_with_rules(
         .position(|rule| rule.name() == crate::rules::SINGLE_DISTINCT)
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(crate::rules::CountsBesideDistinct));
-    // the rewrites go before the last rule, DataFusion's sanity check of the plan
+    // the split goes before the last rule, DataFusion's sanity check of the plan
     let mut physical = state.physical_optimizers().to_vec();
     physical.insert(
         physical.len().saturating_sub(1),
         Arc::new(crate::split_filter::CallsAfterComparisons),
-    );
-    physical.insert(
-        physical.len().saturating_sub(1),
-        Arc::new(crate::wide_windows::WholeWindowsOverWideRows),
     );
     SessionStateBuilder::new_from_existing(state)
         .with_optimizer_rules(rules)
