@@ -1,6 +1,8 @@
 -- page_views: one row per page view, its page pings rolled up into engaged time
 -- and scroll depth, as Snowplow's web model computes them: the page view's event
--- with what page_view_facts worked out for it, joined once.
+-- with what page_view_facts worked out for it, joined once. The page view events
+-- (page_view_events) are the only rows whose page, referer, marketing, device and
+-- geo columns the model reads.
 WITH firsts AS (
   SELECT f.*, e.app_id, e.user_id, e.network_userid, e.domain_sessionidx,
     e.dvce_created_tstamp, e.collector_tstamp, e.derived_tstamp,
@@ -16,10 +18,9 @@ WITH firsts AS (
     e.br_viewheight, e.br_colordepth, e.br_renderengine, e.os_family, e.os_timezone,
     e.dvce_type, e.dvce_ismobile, e.doc_width, e.doc_height
   FROM page_view_facts f
-  JOIN events_this_run e
+  JOIN page_view_events e
     ON e.domain_sessionid = f.domain_sessionid AND e.page_view_id = f.page_view_id
     AND e.event_id = f.event_id AND e.derived_tstamp = f.start_tstamp
-  WHERE e.event_name = 'page_view'
 ),
 j AS (
   SELECT * FROM (

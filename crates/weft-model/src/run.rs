@@ -24,7 +24,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::datafusion::common::{JoinType, ScalarValue};
-use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::datasource::{MemTable, provider_as_source};
+use deltalake::datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use deltalake::datafusion::physical_plan::display::DisplayableExecutionPlan;
 use deltalake::datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::kernel::Transaction;
@@ -210,15 +211,23 @@ impl Modeller {
             std::collections::HashMap::new();
         for bucket in 0..buckets {
             ctx.deregister_table("events_this_run")?;
+            ctx.deregister_table("page_view_events")?;
             match &spill {
                 None => {
                     let events = ctx.table("all_events").await?;
                     let rows = materialize_frame(ctx, "events_this_run", events).await?;
                     report.new_events = rows.rows() as u64;
+                    register_sql(ctx, "page_view_events", statement("page_view_events")?).await?;
                 }
                 Some(spill) => {
-                    let table = MemTable::try_new(Arc::clone(spill.schema()), spill.read(bucket)?)?;
-                    ctx.register_table("events_this_run", Arc::new(table))?;
+                    let read = spill.read(bucket)?;
+                    let events = MemTable::try_new(Arc::clone(spill.events_schema()), read.events)?;
+                    ctx.register_table("events_this_run", Arc::new(events))?;
+                    let page_views = MemTable::try_new(
+                        Arc::clone(spill.page_views_schema()),
+                        read.page_view_events,
+                    )?;
+                    ctx.register_table("page_view_events", Arc::new(page_views))?;
                 }
             }
             // what each page view adds to its event, read by page_views only
@@ -240,6 +249,7 @@ impl Modeller {
         }
         drop(spill);
         ctx.deregister_table("events_this_run")?;
+        ctx.deregister_table("page_view_events")?;
         for (name, rows) in per_session {
             ctx.deregister_table(name)?;
             ctx.register_table(name, rows.mem_table()?)?;
@@ -267,25 +277,35 @@ impl Modeller {
         report.conversions = conversions.rows();
         report.users = users.rows();
         report.mapped_cookies = mapping.rows();
-        for (table, rows) in [
+        // the tables side by side, each table's rows split over the cores:
+        // Parquet encoding is most of a write
+        let started = std::time::Instant::now();
+        let writes = [
             ("page_views", page_views),
             ("sessions", sessions),
             ("conversions", conversions),
             ("users", users),
             ("user_mapping", mapping),
-        ] {
+        ]
+        .map(|(table, rows)| async move {
             let partition = SESSION_TABLES.contains(&table).then_some(SESSION_DATE);
             let delta = self.table(table).await?;
             let write = delta
-                .write(rows.batches()?)
+                .write(Vec::new())
+                .with_input_plan(rows.plan()?)
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite)
                 .with_partition_columns(partition)
                 // incremental runs mark replaced rows deleted rather than rewrite files
                 .with_configuration([(deletion::ENABLE, Some("true"))])
                 .with_commit_properties(commit(high));
+            let started = std::time::Instant::now();
             write.await.map_err(|source| delta_error(table, source))?;
-        }
+            tracing::debug!(table, elapsed = ?started.elapsed(), "table written");
+            Ok::<_, ModelError>(())
+        });
+        futures::future::try_join_all(writes).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "tables written");
         Ok(report)
     }
 
@@ -418,6 +438,7 @@ impl Modeller {
         )?;
         // few events: read once and kept in memory for every model that reads them
         materialize_frame(ctx, "events_this_run", scoped).await?;
+        register_sql(ctx, "page_view_events", &sql.page_view_events()).await?;
 
         materialize(ctx, "page_view_facts", &sql.page_view_facts()?).await?;
         let page_views = materialize(ctx, "page_views_this_run", &sql.page_views()?).await?;
@@ -616,6 +637,20 @@ impl Rows {
             self.batches.push(conform(batch, &self.schema)?);
         }
         Ok(self)
+    }
+
+    /// The rows (as `batches` gives them) to scan, spread over as many
+    /// partitions as there are cores, so a write encodes them side by side.
+    fn plan(&self) -> Result<LogicalPlan> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let batches = self.batches()?;
+        let mut partitions = vec![Vec::new(); cores.min(batches.len())];
+        for (index, batch) in batches.into_iter().enumerate() {
+            let at = index % partitions.len();
+            partitions[at].push(batch);
+        }
+        let table = MemTable::try_new(nullable(&self.schema), partitions)?;
+        Ok(LogicalPlanBuilder::scan("rows", provider_as_source(Arc::new(table)), None)?.build()?)
     }
 
     fn mem_table(&self) -> Result<Arc<MemTable>> {

@@ -1,17 +1,23 @@
 //! A full build reads the events once: each batch is split by session into
-//! buckets and every bucket appended to its own Arrow IPC file, so a bucket's
+//! buckets and every bucket appended to its own Arrow IPC files, so a bucket's
 //! sessions are then derived from its files alone, with only that bucket in
 //! memory, instead of rescanning every Parquet file for every bucket.
+//!
+//! Only page views need the wide page, referer, marketing, device and geo
+//! columns, and they are a fraction of the events: every event is written
+//! without those columns, and page view events are written again whole.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::arrow::ipc::CompressionType;
+use deltalake::arrow::array::{RecordBatch, Scalar, StringArray};
+use deltalake::arrow::compute::kernels::cmp::eq;
+use deltalake::arrow::compute::{BatchCoalescer, cast, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::ipc::reader::StreamReader;
-use deltalake::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use deltalake::arrow::ipc::writer::StreamWriter;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::physical_expr::expressions::col;
 use deltalake::datafusion::physical_plan::metrics::Time;
@@ -20,19 +26,38 @@ use deltalake::datafusion::physical_plan::{Partitioning, SendableRecordBatchStre
 use deltalake::datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
-use crate::run::{compact, conform, nullable};
+use crate::run::{conform, nullable};
+use crate::sql::PAGE_VIEW_COLUMNS;
 use crate::{ModelError, Result};
 
 /// The session column events are split by.
 const SESSION: &str = "domain_sessionid";
 
+/// Rows in a batch of a bucket's file.
+const BATCH_ROWS: usize = 8192;
+
 /// Events split into buckets by session, on disk; the folder goes when this does.
 pub(crate) struct Spill {
     dir: PathBuf,
+    /// Every event, without the page view columns.
+    events: Part,
+    /// The page view events, whole.
+    page_views: Part,
+    rows: u64,
+}
+
+/// One kind of rows of the spill.
+struct Part {
     schema: SchemaRef,
     /// `files[partition][bucket]`, where that partition wrote rows of the bucket.
     files: Vec<Vec<Option<PathBuf>>>,
-    rows: u64,
+}
+
+/// A bucket's rows: one list of batches per partition that wrote them (at
+/// least one list each).
+pub(crate) struct Bucket {
+    pub(crate) events: Vec<Vec<RecordBatch>>,
+    pub(crate) page_view_events: Vec<Vec<RecordBatch>>,
 }
 
 impl Spill {
@@ -41,11 +66,21 @@ impl Spill {
     pub(crate) async fn write(frame: DataFrame, dir: PathBuf, buckets: usize) -> Result<Spill> {
         let started = std::time::Instant::now();
         std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
+        let whole = nullable(frame.schema().as_arrow());
+        let narrow: Vec<usize> = (0..whole.fields().len())
+            .filter(|&i| !PAGE_VIEW_COLUMNS.contains(&whole.field(i).name().as_str()))
+            .collect();
         // the folder is removed from here on, whatever happens
         let mut spill = Spill {
             dir,
-            schema: nullable(frame.schema().as_arrow()),
-            files: Vec::new(),
+            events: Part {
+                schema: Arc::new(whole.project(&narrow)?),
+                files: Vec::new(),
+            },
+            page_views: Part {
+                schema: whole,
+                files: Vec::new(),
+            },
             rows: 0,
         };
         let streams = frame.execute_stream_partitioned().await?;
@@ -54,17 +89,23 @@ impl Spill {
             .into_iter()
             .enumerate()
             .map(|(partition, stream)| {
-                let (dir, schema) = (spill.dir.clone(), spill.schema.clone());
-                tokio::spawn(write_partition(
-                    stream, dir, schema, partition, partitions, buckets,
-                ))
+                let split = Split {
+                    dir: spill.dir.clone(),
+                    schema: Arc::clone(&spill.page_views.schema),
+                    narrow: narrow.clone(),
+                    partition,
+                    partitions,
+                    buckets,
+                };
+                tokio::spawn(split.run(stream))
             })
             .collect();
         for task in tasks {
-            let (files, rows) = task
+            let (events, page_views, rows) = task
                 .await
                 .map_err(|error| ModelError::Sql(format!("splitting events: {error}")))??;
-            spill.files.push(files);
+            spill.events.files.push(events);
+            spill.page_views.files.push(page_views);
             spill.rows += rows;
         }
         tracing::debug!(rows = spill.rows, buckets, elapsed = ?started.elapsed(), "events split");
@@ -76,25 +117,44 @@ impl Spill {
         self.rows
     }
 
-    pub(crate) fn schema(&self) -> &SchemaRef {
-        &self.schema
+    /// The columns of every event (without the page view columns).
+    pub(crate) fn events_schema(&self) -> &SchemaRef {
+        &self.events.schema
     }
 
-    /// The rows of one bucket, one list of batches per partition that wrote them
-    /// (at least one list).
-    pub(crate) fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    /// The columns of the page view events (every column).
+    pub(crate) fn page_views_schema(&self) -> &SchemaRef {
+        &self.page_views.schema
+    }
+
+    /// The rows of one bucket.
+    pub(crate) fn read(&self, bucket: usize) -> Result<Bucket> {
         let started = std::time::Instant::now();
+        let read = Bucket {
+            events: self.events.read(bucket)?,
+            page_view_events: self.page_views.read(bucket)?,
+        };
+        tracing::debug!(bucket, elapsed = ?started.elapsed(), "bucket read");
+        Ok(read)
+    }
+}
+
+impl Part {
+    fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
         let mut out = Vec::new();
         for path in self.files.iter().filter_map(|files| files[bucket].as_ref()) {
             let file = File::open(path).map_err(|source| io_error(path, source))?;
             let reader = StreamReader::try_new(BufReader::new(file), None)?;
-            out.push(reader.collect::<Result<Vec<_>, _>>()?);
+            let mut batches = Vec::new();
+            for batch in reader {
+                batches.push(conform(&batch?, &self.schema)?);
+            }
+            out.push(batches);
         }
         if out.is_empty() {
             // a bucket no session fell in: one partition without rows
             out.push(Vec::new());
         }
-        tracing::debug!(bucket, elapsed = ?started.elapsed(), "bucket read");
         Ok(out)
     }
 }
@@ -109,53 +169,152 @@ impl Drop for Spill {
 
 type Writer = StreamWriter<BufWriter<File>>;
 
-/// One partition's rows, split into a file per bucket it has rows of.
-async fn write_partition(
-    mut stream: SendableRecordBatchStream,
+/// How one partition of the events is split.
+struct Split {
     dir: PathBuf,
+    /// Every column, as the page view events are written.
     schema: SchemaRef,
+    /// The columns every event is written with.
+    narrow: Vec<usize>,
     partition: usize,
     partitions: usize,
     buckets: usize,
-) -> Result<(Vec<Option<PathBuf>>, u64)> {
-    let mut writers: Vec<Option<(PathBuf, Writer)>> = (0..buckets).map(|_| None).collect();
-    let mut split = partitioner(&schema, partition, partitions, buckets)?;
-    let mut rows = 0;
-    while let Some(batch) = stream.next().await {
-        let batch = conform(&batch?, &schema)?;
-        rows += batch.num_rows() as u64;
+}
+
+type Files = Vec<Option<PathBuf>>;
+
+impl Split {
+    /// The partition's rows, split into files per bucket it has rows of: its
+    /// events' files, its page views' files and how many events there were.
+    async fn run(self, mut stream: SendableRecordBatchStream) -> Result<(Files, Files, u64)> {
+        let narrow_schema = Arc::new(self.schema.project(&self.narrow)?);
+        let mut events = Writers::new(&self, "events", narrow_schema)?;
+        let mut page_views = Writers::new(&self, "page-views", Arc::clone(&self.schema))?;
+        let event_name = self.schema.index_of("event_name")?;
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = conform(&batch?, &self.schema)?;
+            rows += batch.num_rows() as u64;
+            events.write(batch.project(&self.narrow)?)?;
+            let names = batch.column(event_name);
+            let page_view = cast(&StringArray::from(vec!["page_view"]), names.data_type())?;
+            let page_view_rows = filter_record_batch(&batch, &eq(names, &Scalar::new(page_view))?)?;
+            if page_view_rows.num_rows() > 0 {
+                page_views.write(page_view_rows)?;
+            }
+        }
+        Ok((events.finish()?, page_views.finish()?, rows))
+    }
+}
+
+/// A file per bucket for one kind of rows of one partition, opened at its first rows.
+struct Writers {
+    dir: PathBuf,
+    prefix: String,
+    /// The columns as the files hold them (see [`stored`]).
+    schema: SchemaRef,
+    split: BatchPartitioner,
+    writers: Vec<Option<Bucketed>>,
+}
+
+/// A bucket's file, and its rows not yet written: a batch split into buckets
+/// leaves a few hundred rows a bucket, and a file of such small batches reads
+/// back slowly (every column of every batch is a compressed block to decode).
+struct Bucketed {
+    path: PathBuf,
+    writer: Writer,
+    rows: BatchCoalescer,
+}
+
+impl Bucketed {
+    /// Writes the batches filled so far.
+    fn write_filled(&mut self) -> std::result::Result<(), DataFusionError> {
+        while let Some(batch) = self.rows.next_completed_batch() {
+            self.writer.write(&batch)?;
+        }
+        Ok(())
+    }
+}
+
+impl Writers {
+    fn new(split: &Split, kind: &str, schema: SchemaRef) -> Result<Writers> {
+        Ok(Writers {
+            dir: split.dir.clone(),
+            prefix: format!("{kind}-p{}", split.partition),
+            split: partitioner(&schema, split.partition, split.partitions, split.buckets)?,
+            schema: stored(&schema),
+            writers: (0..split.buckets).map(|_| None).collect(),
+        })
+    }
+
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let Writers {
+            dir,
+            prefix,
+            schema,
+            split,
+            writers,
+        } = self;
         split.partition(batch, |bucket, part| {
             let slot = &mut writers[bucket];
             if slot.is_none() {
-                let path = dir.join(format!("p{partition}-b{bucket}.arrow"));
+                let path = dir.join(format!("{prefix}-b{bucket}.arrow"));
                 let file = File::create(&path).map_err(|source| {
                     DataFusionError::External(Box::new(io_error(&path, source)))
                 })?;
-                // LZ4: text-heavy events shrink severalfold, for less to write and read back
-                let options = IpcWriteOptions::default()
-                    .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
-                let writer =
-                    StreamWriter::try_new_with_options(BufWriter::new(file), &schema, options)?;
-                *slot = Some((path, writer));
+                // uncompressed: LZ4 made the files a third of the size but took
+                // over half of reading them back (`weft bench model`)
+                let writer = StreamWriter::try_new(BufWriter::new(file), schema)?;
+                let rows = BatchCoalescer::new(Arc::clone(schema), BATCH_ROWS);
+                *slot = Some(Bucketed { path, writer, rows });
             }
-            if let Some((_, writer)) = slot {
-                // views copied out: the file gets the bucket's strings, not the whole batch's
-                writer.write(&compact(&part))?;
+            if let Some(bucketed) = slot {
+                // copied out as plain strings: the bucket's batches hold only its own
+                let part = conform(&part, schema)
+                    .map_err(|error| DataFusionError::External(Box::new(error)))?;
+                bucketed.rows.push_batch(part)?;
+                bucketed.write_filled()?;
             }
             Ok(())
         })?;
+        Ok(())
     }
-    let mut files = Vec::with_capacity(buckets);
-    for slot in writers {
-        files.push(match slot {
-            Some((path, mut writer)) => {
-                writer.finish()?;
-                Some(path)
-            }
-            None => None,
-        });
+
+    fn finish(self) -> Result<Files> {
+        let mut files = Vec::with_capacity(self.writers.len());
+        for slot in self.writers {
+            files.push(match slot {
+                Some(mut bucketed) => {
+                    bucketed.rows.finish_buffered_batch()?;
+                    bucketed.write_filled()?;
+                    bucketed.writer.finish()?;
+                    Some(bucketed.path)
+                }
+                None => None,
+            });
+        }
+        Ok(files)
     }
-    Ok((files, rows))
+}
+
+/// The columns as a bucket's files hold them: string and binary views as
+/// plain strings and bytes, which a reader checks a buffer at a time rather
+/// than a value at a time (most of what reading a bucket took), and which
+/// become views again without copying.
+fn stored(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let kind = match field.data_type() {
+                DataType::Utf8View => DataType::Utf8,
+                DataType::BinaryView => DataType::Binary,
+                other => other.clone(),
+            };
+            Field::new(field.name(), kind, field.is_nullable())
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// Splits batches by the hash of their session id, as DataFusion's hash

@@ -18,6 +18,58 @@ pub const SESSIONS: &str = include_str!("../sql/sessions.sql");
 pub const CONVERSIONS: &str = include_str!("../sql/conversions.sql");
 pub const USERS: &str = include_str!("../sql/users.sql");
 
+/// The page view events, with every column of events_this_run: the rows page_views
+/// takes its page, referer, marketing, device and geo columns from.
+pub const PAGE_VIEW_EVENTS: &str = "SELECT * FROM events_this_run WHERE event_name = 'page_view'\n";
+
+/// The columns of events_this_run read only from page_view_events: a full build
+/// keeps them for page view events alone, so every other statement must do
+/// without them (the bucketed rebuild in the tests fails if one does not).
+pub const PAGE_VIEW_COLUMNS: &[&str] = &[
+    "page_title",
+    "page_url",
+    "page_urlscheme",
+    "page_urlhost",
+    "page_urlpath",
+    "page_urlquery",
+    "page_urlfragment",
+    "page_referrer",
+    "refr_urlscheme",
+    "refr_urlhost",
+    "refr_urlpath",
+    "refr_urlquery",
+    "refr_urlfragment",
+    "refr_medium",
+    "refr_source",
+    "refr_term",
+    "mkt_medium",
+    "mkt_source",
+    "mkt_term",
+    "mkt_content",
+    "mkt_campaign",
+    "mkt_clickid",
+    "mkt_network",
+    "geo_country",
+    "geo_region",
+    "geo_region_name",
+    "geo_city",
+    "geo_zipcode",
+    "geo_latitude",
+    "geo_longitude",
+    "geo_timezone",
+    "user_ipaddress",
+    "useragent",
+    "br_family",
+    "br_version",
+    "br_lang",
+    "br_colordepth",
+    "br_renderengine",
+    "os_family",
+    "os_timezone",
+    "dvce_type",
+    "dvce_ismobile",
+];
+
 /// The web_page entity's column, where page views get their id.
 const WEB_PAGE_COLUMN: &str = "contexts_com_snowplowanalytics_snowplow_web_page_1";
 
@@ -125,6 +177,10 @@ impl ModelSql {
         )
     }
 
+    pub fn page_view_events(&self) -> String {
+        PAGE_VIEW_EVENTS.to_owned()
+    }
+
     pub fn page_views(&self) -> Result<String, ModelError> {
         self.render(PAGE_VIEWS, &[])
     }
@@ -157,6 +213,7 @@ impl ModelSql {
                     .to_owned(),
             ),
             ("user_mapping", self.user_mapping()?),
+            ("page_view_events", self.page_view_events()),
             ("page_view_facts", self.page_view_facts()?),
             ("page_views_this_run", self.page_views()?),
             ("sessions_this_run", self.sessions()?),

@@ -41,10 +41,11 @@ pub struct ModelArgs {
 }
 
 /// The statements DuckDB runs: the same as weft's, up to sessions.
-const COMPARED: [&str; 6] = [
+const COMPARED: [&str; 7] = [
     "events_this_run",
     "user_ids",
     "user_mapping",
+    "page_view_events",
     "page_view_facts",
     "page_views_this_run",
     "sessions_this_run",
@@ -65,7 +66,7 @@ con.execute(f"CREATE VIEW atomic.events AS SELECT * FROM read_parquet({files!r},
 started = time.perf_counter()
 rows = {}
 for name, sql in statements:
-    kind = "VIEW" if name in ("events_this_run", "user_ids") else "TABLE"
+    kind = "VIEW" if name in ("events_this_run", "user_ids", "page_view_events") else "TABLE"
     con.execute(f"CREATE OR REPLACE TEMPORARY {kind} {name} AS {sql}")
     if kind == "TABLE":
         rows[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
@@ -279,7 +280,7 @@ async fn weft_compare(lake: &Lake, config: &Config) -> Result<(Duration, usize, 
             continue;
         }
         let frame = context.sql(&text).await?;
-        if matches!(name, "events_this_run" | "user_ids") {
+        if matches!(name, "events_this_run" | "user_ids" | "page_view_events") {
             context.register_table(name, frame.into_view())?;
             continue;
         }
