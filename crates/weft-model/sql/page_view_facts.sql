@@ -62,6 +62,12 @@ session_starts AS (
   SELECT domain_sessionid, min(derived_tstamp) AS session_start
   FROM events_this_run
   GROUP BY domain_sessionid
+),
+session_views AS (
+  -- grouped rather than counted over a window, which would take a session at a time
+  SELECT domain_sessionid, count(*) AS page_views_in_session
+  FROM first_sent
+  GROUP BY domain_sessionid
 )
 SELECT
   c.domain_sessionid, c.page_view_id, c.event_id,
@@ -71,7 +77,7 @@ SELECT
   CAST(row_number() OVER (
     PARTITION BY c.domain_sessionid ORDER BY c.start_tstamp, c.page_view_id
   ) AS BIGINT) AS page_view_in_session_index,
-  count(*) OVER (PARTITION BY c.domain_sessionid) AS page_views_in_session,
+  sv.page_views_in_session,
   c.start_tstamp,
   coalesce(a.last_ping_tstamp, c.start_tstamp) AS end_tstamp,
   CAST(CASE WHEN coalesce(h.heartbeats, 0) = 0 THEN 0
@@ -86,4 +92,5 @@ JOIN activity a
 LEFT JOIN heartbeats h
   ON h.domain_sessionid = c.domain_sessionid AND h.page_view_id = c.page_view_id
 JOIN session_starts st ON st.domain_sessionid = c.domain_sessionid
+JOIN session_views sv ON sv.domain_sessionid = c.domain_sessionid
 LEFT JOIN user_mapping m ON m.domain_userid = c.domain_userid

@@ -345,8 +345,100 @@ fn io_error(path: &Path, source: std::io::Error) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::arrow::array::{ArrayRef, StringArray};
+    use deltalake::arrow::array::{ArrayRef, AsArray, StringArray, StringViewArray};
+    use deltalake::datafusion::prelude::SessionContext;
+    use std::collections::{HashMap, HashSet};
     use std::sync::Arc;
+
+    /// Events of `sessions` sessions, every fourth a page view, over several input batches.
+    fn events(sessions: usize, per_session: usize) -> Vec<RecordBatch> {
+        let rows: Vec<[String; 3]> = (0..sessions * per_session)
+            .map(|i| {
+                let session = format!("{:08x}-session", i % sessions);
+                let name = if i % 4 == 0 { "page_view" } else { "page_ping" };
+                [session, name.to_owned(), format!("title {i}")]
+            })
+            .collect();
+        rows.chunks(5000)
+            .map(|chunk| {
+                let column = |at: usize| -> ArrayRef {
+                    Arc::new(StringViewArray::from_iter_values(
+                        chunk.iter().map(|row| &row[at]),
+                    ))
+                };
+                RecordBatch::try_from_iter([
+                    (SESSION, column(0)),
+                    ("event_name", column(1)),
+                    ("page_title", column(2)),
+                ])
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_event_goes_without_page_columns_and_page_views_whole_to_its_sessions_bucket() {
+        let input = events(3000, 20);
+        let ctx = SessionContext::new();
+        let frame = ctx.read_batches(input).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::write(frame, dir.path().join("spill"), 3)
+            .await
+            .unwrap();
+        assert_eq!(spill.rows(), 60_000);
+        assert!(spill.events_schema().index_of("page_title").is_err());
+        assert!(spill.page_views_schema().index_of("page_title").is_ok());
+
+        let mut bucket_of: HashMap<String, usize> = HashMap::new();
+        let (mut events, mut page_views) = (0, 0);
+        for bucket in 0..3 {
+            let read = spill.read(bucket).unwrap();
+            for (part, rows) in [
+                (&read.events, &mut events),
+                (&read.page_view_events, &mut page_views),
+            ] {
+                for batch in part.iter().flatten() {
+                    // batches as the queries get them: views again, and not a few rows each
+                    assert_eq!(batch.column(0).data_type(), &DataType::Utf8View);
+                    assert!(batch.num_rows() <= BATCH_ROWS);
+                    *rows += batch.num_rows();
+                    for session in batch.column(0).as_string_view().iter().flatten() {
+                        let first = *bucket_of.entry(session.to_owned()).or_insert(bucket);
+                        assert_eq!(first, bucket, "{session} is in two buckets");
+                    }
+                }
+                let batches = part.iter().flatten().count();
+                let in_part: usize = part.iter().flatten().map(RecordBatch::num_rows).sum();
+                // two partitions may each leave one part-filled batch
+                assert!(
+                    batches <= in_part.div_ceil(BATCH_ROWS) + 2,
+                    "{batches} batches"
+                );
+            }
+            let titles: HashSet<String> = read
+                .page_view_events
+                .iter()
+                .flatten()
+                .flat_map(|batch| {
+                    let titles = batch.column_by_name("page_title").unwrap().as_string_view();
+                    titles
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert!(
+                titles
+                    .iter()
+                    .all(|t| t.trim_start_matches("title ").parse::<usize>().unwrap() % 4 == 0)
+            );
+        }
+        assert_eq!((events, page_views), (60_000, 15_000));
+        assert_eq!(bucket_of.len(), 3000);
+        drop(spill);
+        assert!(!dir.path().join("spill").exists());
+    }
 
     #[test]
     fn sessions_spread_over_every_bucket() {
