@@ -191,14 +191,17 @@ impl Split {
         let mut events = Writers::new(&self, "events", narrow_schema)?;
         let mut page_views = Writers::new(&self, "page-views", Arc::clone(&self.schema))?;
         let event_name = self.schema.index_of("event_name")?;
+        let page_view = Scalar::new(cast(
+            &StringArray::from(vec!["page_view"]),
+            self.schema.field(event_name).data_type(),
+        )?);
         let mut rows = 0;
         while let Some(batch) = stream.next().await {
             let batch = conform(&batch?, &self.schema)?;
             rows += batch.num_rows() as u64;
             events.write(batch.project(&self.narrow)?)?;
-            let names = batch.column(event_name);
-            let page_view = cast(&StringArray::from(vec!["page_view"]), names.data_type())?;
-            let page_view_rows = filter_record_batch(&batch, &eq(names, &Scalar::new(page_view))?)?;
+            let is_page_view = eq(batch.column(event_name), &page_view)?;
+            let page_view_rows = filter_record_batch(&batch, &is_page_view)?;
             if page_view_rows.num_rows() > 0 {
                 page_views.write(page_view_rows)?;
             }
@@ -219,7 +222,7 @@ struct Writers {
 
 /// A bucket's file, and its rows not yet written: a batch split into buckets
 /// leaves a few hundred rows a bucket, and a file of such small batches reads
-/// back slowly (every column of every batch is a compressed block to decode).
+/// back slowly (every column of every batch is a message part to decode).
 struct Bucketed {
     path: PathBuf,
     writer: Writer,
@@ -299,8 +302,7 @@ impl Writers {
 
 /// The columns as a bucket's files hold them: string and binary views as
 /// plain strings and bytes, which a reader checks a buffer at a time rather
-/// than a value at a time (most of what reading a bucket took), and which
-/// become views again without copying.
+/// than a value at a time, and which become views again without copying.
 fn stored(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()

@@ -51,13 +51,16 @@ const COMPARED: [&str; 7] = [
     "sessions_this_run",
 ];
 
+/// The statements of COMPARED that are views (over the events) rather than tables.
+const VIEWS: [&str; 3] = ["events_this_run", "user_ids", "page_view_events"];
+
 /// Runs the model's SQL in DuckDB over the table's live Parquet files: views
 /// for the inputs, tables (materialised, as weft materialises them) for the rest.
 const DUCKDB_SCRIPT: &str = r#"
 import json, sys, time
 import duckdb
 given = json.load(sys.stdin)  # thousands of file names do not fit in an argument list
-files, statements = given["files"], given["statements"]
+files, statements, views = given["files"], given["statements"], given["views"]
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
@@ -66,7 +69,7 @@ con.execute(f"CREATE VIEW atomic.events AS SELECT * FROM read_parquet({files!r},
 started = time.perf_counter()
 rows = {}
 for name, sql in statements:
-    kind = "VIEW" if name in ("events_this_run", "user_ids", "page_view_events") else "TABLE"
+    kind = "VIEW" if name in views else "TABLE"
     con.execute(f"CREATE OR REPLACE TEMPORARY {kind} {name} AS {sql}")
     if kind == "TABLE":
         rows[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
@@ -280,7 +283,7 @@ async fn weft_compare(lake: &Lake, config: &Config) -> Result<(Duration, usize, 
             continue;
         }
         let frame = context.sql(&text).await?;
-        if matches!(name, "events_this_run" | "user_ids" | "page_view_events") {
+        if VIEWS.contains(&name) {
             context.register_table(name, frame.into_view())?;
             continue;
         }
@@ -320,7 +323,7 @@ async fn duckdb_time(lake: &Lake, config: &Config) -> Result<(String, f64, Strin
         .filter(|(name, _)| COMPARED.contains(name))
         .collect();
     let files = super::live_files(lake, "atomic", "events").await?;
-    let given = serde_json::json!({ "files": files, "statements": statements });
+    let given = serde_json::json!({ "files": files, "statements": statements, "views": VIEWS });
     let result = super::python_json(DUCKDB_SCRIPT, &given)
         .map_err(|error| anyhow::anyhow!("pip install duckdb to compare ({error})"))?;
     Ok((
