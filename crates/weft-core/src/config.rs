@@ -185,6 +185,9 @@ pub struct ModelConfig {
     pub channels: Vec<ChannelRule>,
     /// Events that count as conversions besides purchase transactions.
     pub conversions: Vec<ConversionRule>,
+    /// MiB of events a full build holds in memory, split by session, before
+    /// it writes the rest to `data_dir/tmp` (unset: half the machine's memory).
+    pub memory_mb: Option<u64>,
 }
 
 impl Default for ModelConfig {
@@ -199,6 +202,7 @@ impl Default for ModelConfig {
                 event_name: "sign_up".into(),
                 ..ConversionRule::default()
             }],
+            memory_mb: None,
         }
     }
 }

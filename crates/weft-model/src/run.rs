@@ -59,6 +59,19 @@ pub const DERIVED_TABLES: [&str; 5] = [
 /// which a 1.5 M-event bucket spent most of its read on (`weft bench model`).
 const FULL_BUILD_BUCKET_EVENTS: u64 = 500_000;
 
+/// What a full build holds of the events when `model.memory_mb` is unset:
+/// half the machine's memory (4 GiB where it cannot be read).
+fn half_the_memory() -> usize {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .unwrap_or(8 << 20);
+    total_kb.saturating_mul(1024) / 2
+}
+
 /// The tables keyed by session, partitioned by the date it started.
 const SESSION_TABLES: [&str; 3] = ["page_views", "sessions", "conversions"];
 const SESSION_DATE: &str = "session_date";
@@ -195,12 +208,16 @@ impl Modeller {
             materialize(ctx, "user_mapping", statement("user_mapping")?).await?,
         );
         ctx.deregister_table("events_this_run")?;
-        // one bucket: the events stay in memory; more: read once, split to disk
-        let spill = if buckets == 1 {
+        // one bucket: the events stay in memory; more: read once and split
+        let mut spill = if buckets == 1 {
             None
         } else {
             let dir = self.spill_dir();
-            Some(Spill::write(ctx.table("all_events").await?, dir, buckets).await?)
+            let memory = self.config.memory_mb.map_or_else(half_the_memory, |mb| {
+                usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+            });
+            let events = ctx.table("all_events").await?;
+            Some(Spill::write(events, dir, buckets, memory).await?)
         };
         let mut report = ModelReport {
             full: true,
@@ -212,7 +229,7 @@ impl Modeller {
         for bucket in 0..buckets {
             ctx.deregister_table("events_this_run")?;
             ctx.deregister_table("page_view_events")?;
-            match &spill {
+            match &mut spill {
                 None => {
                     let events = ctx.table("all_events").await?;
                     let rows = materialize_frame(ctx, "events_this_run", events).await?;
@@ -220,7 +237,7 @@ impl Modeller {
                     register_sql(ctx, "page_view_events", statement("page_view_events")?).await?;
                 }
                 Some(spill) => {
-                    let read = spill.read(bucket)?;
+                    let read = spill.take(bucket)?;
                     let events = MemTable::try_new(Arc::clone(spill.events_schema()), read.events)?;
                     ctx.register_table("events_this_run", Arc::new(events))?;
                     let page_views = MemTable::try_new(
@@ -318,6 +335,16 @@ impl Modeller {
         mark: i64,
         high: i64,
     ) -> Result<ModelReport> {
+        // every scan below keeps a few sessions' or cookies' rows of a table:
+        // the join's filter on those ids, checked while decoding, skips
+        // decoding the other columns of every other row
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .parquet
+            .pushdown_filters = true;
         let mut report = ModelReport::default();
         let new_events = events
             .clone()

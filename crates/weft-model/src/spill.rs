@@ -1,7 +1,7 @@
 //! A full build reads the events once: each batch is split by session into
-//! buckets and every bucket appended to its own Arrow IPC files, so a bucket's
-//! sessions are then derived from its files alone, with only that bucket in
-//! memory, instead of rescanning every Parquet file for every bucket.
+//! buckets, so a bucket's sessions are then derived from its rows alone
+//! instead of rescanning every Parquet file for every bucket. The buckets are
+//! held in memory up to a budget; beyond it, their rows go to Arrow IPC files.
 //!
 //! Only page views need the wide page, referer, marketing, device and geo
 //! columns, and they are a fraction of the events: every event is written
@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deltalake::arrow::array::{RecordBatch, Scalar, StringArray};
 use deltalake::arrow::compute::kernels::cmp::eq;
@@ -26,7 +27,7 @@ use deltalake::datafusion::physical_plan::{Partitioning, SendableRecordBatchStre
 use deltalake::datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
-use crate::run::{conform, nullable};
+use crate::run::{compact, conform, nullable};
 use crate::sql::PAGE_VIEW_COLUMNS;
 use crate::{ModelError, Result};
 
@@ -36,7 +37,8 @@ const SESSION: &str = "domain_sessionid";
 /// Rows in a batch of a bucket's file.
 const BATCH_ROWS: usize = 8192;
 
-/// Events split into buckets by session, on disk; the folder goes when this does.
+/// Events split into buckets by session, in memory and on disk; the folder
+/// goes when this does.
 pub(crate) struct Spill {
     dir: PathBuf,
     /// Every event, without the page view columns.
@@ -44,13 +46,40 @@ pub(crate) struct Spill {
     /// The page view events, whole.
     page_views: Part,
     rows: u64,
+    /// Bytes of rows held in memory.
+    held: usize,
 }
 
 /// One kind of rows of the spill.
 struct Part {
     schema: SchemaRef,
-    /// `files[partition][bucket]`, where that partition wrote rows of the bucket.
-    files: Vec<Vec<Option<PathBuf>>>,
+    /// `stored[partition][bucket]`: the rows that partition had of the bucket.
+    stored: Vec<Vec<Stored>>,
+}
+
+/// One partition's rows of one bucket: those held in memory, and the file
+/// holding the rest.
+#[derive(Default)]
+struct Stored {
+    held: Vec<RecordBatch>,
+    file: Option<PathBuf>,
+}
+
+/// How many bytes of rows the buckets may hold in memory, shared by the
+/// partitions that split the events.
+struct Budget {
+    left: AtomicUsize,
+}
+
+impl Budget {
+    /// Whether `bytes` more fit, and if they do, takes them.
+    fn take(&self, bytes: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
 }
 
 /// A bucket's rows: one list of batches per partition that wrote them (at
@@ -61,9 +90,15 @@ pub(crate) struct Bucket {
 }
 
 impl Spill {
-    /// Runs `frame` once, its partitions side by side, writing its rows under
-    /// `dir` (created, and removed when the spill is dropped).
-    pub(crate) async fn write(frame: DataFrame, dir: PathBuf, buckets: usize) -> Result<Spill> {
+    /// Runs `frame` once, its partitions side by side, holding up to `memory`
+    /// bytes of its rows and writing the rest under `dir` (created, and
+    /// removed when the spill is dropped).
+    pub(crate) async fn write(
+        frame: DataFrame,
+        dir: PathBuf,
+        buckets: usize,
+        memory: usize,
+    ) -> Result<Spill> {
         let started = std::time::Instant::now();
         std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
         let whole = nullable(frame.schema().as_arrow());
@@ -75,14 +110,18 @@ impl Spill {
             dir,
             events: Part {
                 schema: Arc::new(whole.project(&narrow)?),
-                files: Vec::new(),
+                stored: Vec::new(),
             },
             page_views: Part {
                 schema: whole,
-                files: Vec::new(),
+                stored: Vec::new(),
             },
             rows: 0,
+            held: 0,
         };
+        let budget = Arc::new(Budget {
+            left: AtomicUsize::new(memory),
+        });
         let streams = frame.execute_stream_partitioned().await?;
         let partitions = streams.len();
         let tasks: Vec<_> = streams
@@ -96,6 +135,7 @@ impl Spill {
                     partition,
                     partitions,
                     buckets,
+                    budget: Arc::clone(&budget),
                 };
                 tokio::spawn(split.run(stream))
             })
@@ -104,17 +144,30 @@ impl Spill {
             let (events, page_views, rows) = task
                 .await
                 .map_err(|error| ModelError::Sql(format!("splitting events: {error}")))??;
-            spill.events.files.push(events);
-            spill.page_views.files.push(page_views);
+            spill.events.stored.push(events);
+            spill.page_views.stored.push(page_views);
             spill.rows += rows;
         }
-        tracing::debug!(rows = spill.rows, buckets, elapsed = ?started.elapsed(), "events split");
+        spill.held = memory - budget.left.load(Ordering::Relaxed);
+        tracing::debug!(
+            rows = spill.rows,
+            buckets,
+            held = spill.held,
+            elapsed = ?started.elapsed(),
+            "events split"
+        );
         Ok(spill)
     }
 
-    /// How many rows were written.
+    /// How many rows were split.
     pub(crate) fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// How many bytes of them are held in memory.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     /// The columns of every event (without the page view columns).
@@ -127,12 +180,12 @@ impl Spill {
         &self.page_views.schema
     }
 
-    /// The rows of one bucket.
-    pub(crate) fn read(&self, bucket: usize) -> Result<Bucket> {
+    /// The rows of one bucket, which the spill then no longer holds.
+    pub(crate) fn take(&mut self, bucket: usize) -> Result<Bucket> {
         let started = std::time::Instant::now();
         let read = Bucket {
-            events: self.events.read(bucket)?,
-            page_view_events: self.page_views.read(bucket)?,
+            events: self.events.take(bucket)?,
+            page_view_events: self.page_views.take(bucket)?,
         };
         tracing::debug!(bucket, elapsed = ?started.elapsed(), "bucket read");
         Ok(read)
@@ -140,16 +193,20 @@ impl Spill {
 }
 
 impl Part {
-    fn read(&self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    fn take(&mut self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
         let mut out = Vec::new();
-        for path in self.files.iter().filter_map(|files| files[bucket].as_ref()) {
-            let file = File::open(path).map_err(|source| io_error(path, source))?;
-            let reader = StreamReader::try_new(BufReader::new(file), None)?;
-            let mut batches = Vec::new();
-            for batch in reader {
-                batches.push(conform(&batch?, &self.schema)?);
+        for stored in self.stored.iter_mut().map(|buckets| &mut buckets[bucket]) {
+            let mut batches = std::mem::take(&mut stored.held);
+            if let Some(path) = stored.file.take() {
+                let file = File::open(&path).map_err(|source| io_error(&path, source))?;
+                let reader = StreamReader::try_new(BufReader::new(file), None)?;
+                for batch in reader {
+                    batches.push(conform(&batch?, &self.schema)?);
+                }
             }
-            out.push(batches);
+            if !batches.is_empty() {
+                out.push(batches);
+            }
         }
         if out.is_empty() {
             // a bucket no session fell in: one partition without rows
@@ -179,14 +236,16 @@ struct Split {
     partition: usize,
     partitions: usize,
     buckets: usize,
+    budget: Arc<Budget>,
 }
 
-type Files = Vec<Option<PathBuf>>;
-
 impl Split {
-    /// The partition's rows, split into files per bucket it has rows of: its
-    /// events' files, its page views' files and how many events there were.
-    async fn run(self, mut stream: SendableRecordBatchStream) -> Result<(Files, Files, u64)> {
+    /// The partition's rows, split by bucket: its events', its page views'
+    /// and how many events there were.
+    async fn run(
+        self,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<(Vec<Stored>, Vec<Stored>, u64)> {
         let narrow_schema = Arc::new(self.schema.project(&self.narrow)?);
         let mut events = Writers::new(&self, "events", narrow_schema)?;
         let mut page_views = Writers::new(&self, "page-views", Arc::clone(&self.schema))?;
@@ -210,30 +269,65 @@ impl Split {
     }
 }
 
-/// A file per bucket for one kind of rows of one partition, opened at its first rows.
+/// The buckets of one kind of rows of one partition.
 struct Writers {
     dir: PathBuf,
     prefix: String,
-    /// The columns as the files hold them (see [`stored`]).
     schema: SchemaRef,
+    /// The columns as the files hold them (see [`plain`]).
+    plain: SchemaRef,
     split: BatchPartitioner,
-    writers: Vec<Option<Bucketed>>,
+    budget: Arc<Budget>,
+    buckets: Vec<Option<Bucketed>>,
 }
 
-/// A bucket's file, and its rows not yet written: a batch split into buckets
-/// leaves a few hundred rows a bucket, and a file of such small batches reads
-/// back slowly (every column of every batch is a message part to decode).
+/// A bucket's rows, from its first: those not yet a whole batch (a batch
+/// split into buckets leaves a few hundred rows a bucket, and small batches
+/// are slow to read back and to query), the batches held in memory, and the
+/// file of those past the budget.
 struct Bucketed {
-    path: PathBuf,
-    writer: Writer,
     rows: BatchCoalescer,
+    held: Vec<RecordBatch>,
+    file: Option<(PathBuf, Writer)>,
 }
 
 impl Bucketed {
-    /// Writes the batches filled so far.
-    fn write_filled(&mut self) -> std::result::Result<(), DataFusionError> {
+    /// Holds the batches filled so far while the budget lasts, and writes
+    /// them to the file at `path`, with the `plain` columns, after.
+    fn keep_filled(
+        &mut self,
+        budget: &Budget,
+        plain: &SchemaRef,
+        path: impl Fn() -> PathBuf,
+    ) -> std::result::Result<(), DataFusionError> {
         while let Some(batch) = self.rows.next_completed_batch() {
-            self.writer.write(&batch)?;
+            // once a bucket spills it goes on spilling: the budget only shrinks
+            if self.file.is_none() {
+                // the coalescer keeps strings where they were when it deems
+                // that cheaper (a Parquet page's dictionary, say), so a held
+                // batch would pin the buffers of every batch it drew on
+                let held = compact(&batch);
+                if budget.take(held.get_array_memory_size()) {
+                    self.held.push(held);
+                    continue;
+                }
+            }
+            let (_, writer) = match &mut self.file {
+                Some(file) => file,
+                None => {
+                    let path = path();
+                    let file = File::create(&path).map_err(|source| {
+                        DataFusionError::External(Box::new(io_error(&path, source)))
+                    })?;
+                    // uncompressed: LZ4 made the files a third of the size but
+                    // took over half of reading them back (`weft bench model`)
+                    let writer = StreamWriter::try_new(BufWriter::new(file), plain)?;
+                    self.file.insert((path, writer))
+                }
+            };
+            let batch = conform(&batch, plain)
+                .map_err(|error| DataFusionError::External(Box::new(error)))?;
+            writer.write(&batch)?;
         }
         Ok(())
     }
@@ -245,8 +339,10 @@ impl Writers {
             dir: split.dir.clone(),
             prefix: format!("{kind}-p{}", split.partition),
             split: partitioner(&schema, split.partition, split.partitions, split.buckets)?,
-            schema: stored(&schema),
-            writers: (0..split.buckets).map(|_| None).collect(),
+            plain: plain(&schema),
+            schema,
+            budget: Arc::clone(&split.budget),
+            buckets: (0..split.buckets).map(|_| None).collect(),
         })
     }
 
@@ -255,55 +351,59 @@ impl Writers {
             dir,
             prefix,
             schema,
+            plain,
             split,
-            writers,
+            budget,
+            buckets,
         } = self;
         split.partition(batch, |bucket, part| {
-            let slot = &mut writers[bucket];
-            if slot.is_none() {
-                let path = dir.join(format!("{prefix}-b{bucket}.arrow"));
-                let file = File::create(&path).map_err(|source| {
-                    DataFusionError::External(Box::new(io_error(&path, source)))
-                })?;
-                // uncompressed: LZ4 made the files a third of the size but took
-                // over half of reading them back (`weft bench model`)
-                let writer = StreamWriter::try_new(BufWriter::new(file), schema)?;
-                let rows = BatchCoalescer::new(Arc::clone(schema), BATCH_ROWS);
-                *slot = Some(Bucketed { path, writer, rows });
-            }
-            if let Some(bucketed) = slot {
-                // copied out as plain strings: the bucket's batches hold only its own
-                let part = conform(&part, schema)
-                    .map_err(|error| DataFusionError::External(Box::new(error)))?;
-                bucketed.rows.push_batch(part)?;
-                bucketed.write_filled()?;
-            }
-            Ok(())
+            let bucketed = buckets[bucket].get_or_insert_with(|| Bucketed {
+                rows: BatchCoalescer::new(Arc::clone(schema), BATCH_ROWS),
+                held: Vec::new(),
+                file: None,
+            });
+            bucketed.rows.push_batch(part)?;
+            bucketed.keep_filled(budget, plain, || bucket_path(dir, prefix, bucket))
         })?;
         Ok(())
     }
 
-    fn finish(self) -> Result<Files> {
-        let mut files = Vec::with_capacity(self.writers.len());
-        for slot in self.writers {
-            files.push(match slot {
-                Some(mut bucketed) => {
-                    bucketed.rows.finish_buffered_batch()?;
-                    bucketed.write_filled()?;
-                    bucketed.writer.finish()?;
-                    Some(bucketed.path)
+    fn finish(self) -> Result<Vec<Stored>> {
+        let mut stored = Vec::with_capacity(self.buckets.len());
+        for (bucket, slot) in self.buckets.into_iter().enumerate() {
+            let Some(mut bucketed) = slot else {
+                stored.push(Stored::default());
+                continue;
+            };
+            bucketed.rows.finish_buffered_batch()?;
+            bucketed.keep_filled(&self.budget, &self.plain, || {
+                bucket_path(&self.dir, &self.prefix, bucket)
+            })?;
+            let file = match bucketed.file {
+                Some((path, mut writer)) => {
+                    writer.finish()?;
+                    Some(path)
                 }
                 None => None,
+            };
+            stored.push(Stored {
+                held: bucketed.held,
+                file,
             });
         }
-        Ok(files)
+        Ok(stored)
     }
+}
+
+/// Where a partition's rows of `bucket` past the budget go.
+fn bucket_path(dir: &Path, prefix: &str, bucket: usize) -> PathBuf {
+    dir.join(format!("{prefix}-b{bucket}.arrow"))
 }
 
 /// The columns as a bucket's files hold them: string and binary views as
 /// plain strings and bytes, which a reader checks a buffer at a time rather
 /// than a value at a time, and which become views again without copying.
-fn stored(schema: &SchemaRef) -> SchemaRef {
+fn plain(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -380,13 +480,30 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_event_goes_without_page_columns_and_page_views_whole_to_its_sessions_bucket() {
+        // 60,000 events are about 2.5 MB as the buckets keep them
+        for memory in [usize::MAX, 1 << 20, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let spill_dir = dir.path().join("spill");
+            let spill = split_and_check(spill_dir.clone(), memory).await;
+            let files = std::fs::read_dir(&spill_dir).unwrap().count();
+            match memory {
+                usize::MAX => assert_eq!(files, 0, "files beside a budget for everything"),
+                0 => assert_eq!(spill.held(), 0),
+                _ => assert!(files > 0 && spill.held() > 0 && spill.held() <= memory),
+            }
+            assert!(files > 0 || memory == usize::MAX, "no file past the budget");
+            drop(spill);
+            assert!(!spill_dir.exists());
+        }
+    }
+
+    /// Splits events into three buckets, checks each comes back whole, and
+    /// gives back the spill with its buckets taken.
+    async fn split_and_check(dir: PathBuf, memory: usize) -> Spill {
         let input = events(3000, 20);
         let ctx = SessionContext::new();
         let frame = ctx.read_batches(input).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let spill = Spill::write(frame, dir.path().join("spill"), 3)
-            .await
-            .unwrap();
+        let mut spill = Spill::write(frame, dir, 3, memory).await.unwrap();
         assert_eq!(spill.rows(), 60_000);
         assert!(spill.events_schema().index_of("page_title").is_err());
         assert!(spill.page_views_schema().index_of("page_title").is_ok());
@@ -394,7 +511,7 @@ mod tests {
         let mut bucket_of: HashMap<String, usize> = HashMap::new();
         let (mut events, mut page_views) = (0, 0);
         for bucket in 0..3 {
-            let read = spill.read(bucket).unwrap();
+            let read = spill.take(bucket).unwrap();
             for (part, rows) in [
                 (&read.events, &mut events),
                 (&read.page_view_events, &mut page_views),
@@ -438,8 +555,7 @@ mod tests {
         }
         assert_eq!((events, page_views), (60_000, 15_000));
         assert_eq!(bucket_of.len(), 3000);
-        drop(spill);
-        assert!(!dir.path().join("spill").exists());
+        spill
     }
 
     #[test]

@@ -490,12 +490,21 @@ pub async fn assert_same_as_rebuild(setup: &Setup) {
                 .await,
         );
     }
-    // a rebuild in one go, then one that derives sessions a few events' worth at a time
+    // a rebuild in one go, then ones that derive sessions a few events' worth
+    // at a time, the buckets held in memory or written to files
+    let on_disk = ModelConfig {
+        memory_mb: Some(0),
+        ..ModelConfig::default()
+    };
     for (rebuild, modeller) in [
         ("a rebuild", setup.modeller()),
         (
             "a rebuild in buckets",
             setup.modeller().with_bucket_events(25),
+        ),
+        (
+            "a rebuild in buckets on disk",
+            Modeller::new(setup.lake.clone(), on_disk).with_bucket_events(25),
         ),
     ] {
         let report = modeller.rebuild().await.unwrap();
