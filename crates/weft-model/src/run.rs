@@ -62,14 +62,13 @@ const FULL_BUILD_BUCKET_EVENTS: u64 = 500_000;
 /// What a full build holds of the events when `model.memory_mb` is unset:
 /// half the machine's memory (4 GiB where it cannot be read).
 fn half_the_memory() -> usize {
-    let total_kb = std::fs::read_to_string("/proc/meminfo")
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
             let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
             line.split_whitespace().nth(1)?.parse::<usize>().ok()
         })
-        .unwrap_or(8 << 20);
-    total_kb.saturating_mul(1024) / 2
+        .map_or(4 << 30, |total_kb| total_kb.saturating_mul(1024) / 2)
 }
 
 /// The tables keyed by session, partitioned by the date it started.

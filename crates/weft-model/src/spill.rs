@@ -4,8 +4,8 @@
 //! held in memory up to a budget; beyond it, their rows go to Arrow IPC files.
 //!
 //! Only page views need the wide page, referer, marketing, device and geo
-//! columns, and they are a fraction of the events: every event is written
-//! without those columns, and page view events are written again whole.
+//! columns, and they are a fraction of the events: every event is kept
+//! without those columns, and page view events are kept again whole.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -34,7 +34,7 @@ use crate::{ModelError, Result};
 /// The session column events are split by.
 const SESSION: &str = "domain_sessionid";
 
-/// Rows in a batch of a bucket's file.
+/// Rows in a batch of a bucket.
 const BATCH_ROWS: usize = 8192;
 
 /// Events split into buckets by session, in memory and on disk; the folder
@@ -229,9 +229,9 @@ type Writer = StreamWriter<BufWriter<File>>;
 /// How one partition of the events is split.
 struct Split {
     dir: PathBuf,
-    /// Every column, as the page view events are written.
+    /// Every column, as the page view events are kept.
     schema: SchemaRef,
-    /// The columns every event is written with.
+    /// The columns every event is kept with.
     narrow: Vec<usize>,
     partition: usize,
     partitions: usize,
