@@ -14,10 +14,9 @@
 //! new id) in the same commits. `user_mapping` is written last: what changed in
 //! it is how a rerun after a crash finds the sessions still to restitch.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::arrow::array::{
     Array, ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -32,11 +31,12 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
 use tracing::info;
 use weft_core::config::ModelConfig;
 use weft_lake::Lake;
 
-use crate::deletion::{self, Doomed};
+use crate::deletion;
 use crate::dialect::Dialect;
 use crate::spill::Spill;
 use crate::sql::ModelSql;
@@ -147,9 +147,17 @@ impl Modeller {
         let Some(high) = newest_load(&ctx).await? else {
             return Ok(ModelReport::default());
         };
+        // opened once: an incremental run replaces rows of these very snapshots
+        let opening = DERIVED_TABLES.map(|table| async move {
+            let delta = self.table(table).await?;
+            let mark = mark(&delta, table).await?;
+            Ok::<_, ModelError>((table, delta, mark))
+        });
+        let mut tables = HashMap::new();
         let mut marks = Vec::new();
-        for table in DERIVED_TABLES {
-            marks.push(self.mark(table).await?);
+        for (table, delta, mark) in futures::future::try_join_all(opening).await? {
+            marks.push(mark);
+            tables.insert(table, delta);
         }
         let mark = marks
             .into_iter()
@@ -168,7 +176,10 @@ impl Modeller {
             .filter(col("load_tstamp").lt_eq(timestamp(high)))?;
         let mut report = match mark {
             None => self.full(&ctx, &sql, events, high).await?,
-            Some(mark) => self.incremental(&ctx, &sql, events, mark, high).await?,
+            Some(mark) => {
+                self.incremental(&ctx, &sql, events, tables, mark, high)
+                    .await?
+            }
         };
         report.up_to = Some(high);
         info!(?report, "modelled");
@@ -257,7 +268,7 @@ impl Modeller {
                 ctx.deregister_table(name)?;
                 let rows = materialize(ctx, name, statement(name)?).await?;
                 let rows = match per_session.remove(name) {
-                    Some(before) => before.union(rows)?,
+                    Some(before) => before.union(rows.batches)?,
                     None => rows,
                 };
                 per_session.insert(name, rows);
@@ -331,6 +342,7 @@ impl Modeller {
         ctx: &SessionContext,
         sql: &ModelSql,
         events: DataFrame,
+        mut tables: HashMap<&'static str, DeltaTable>,
         mark: i64,
         high: i64,
     ) -> Result<ModelReport> {
@@ -399,7 +411,7 @@ impl Modeller {
         )
         .await?;
         // cookies now stitched to another user id: their older sessions are restitched
-        materialize(
+        let restitched = materialize(
             ctx,
             "restitched",
             "SELECT u.domain_userid, u.user_id FROM mapping_updates u \
@@ -424,25 +436,35 @@ impl Modeller {
         )
         .await?;
 
-        // the dates those sessions have in each table; those of the re-derived
-        // sessions, with their new events' dates, bound the events read again
-        // (restitched sessions are not: their rows come from the tables)
-        let mut old_dates = Vec::new();
+        // where those sessions' rows lie in each table, found in one read of
+        // the key column: the files' dates (those of the re-derived sessions,
+        // with their new events' dates, bound the events read again), the
+        // rows restitched and the rows their replacement deletes
+        let touched_keys: HashSet<String> = touched.strings(0)?.into_iter().collect();
+        let patched_keys: HashSet<String> = patched.strings(0)?.into_iter().collect();
+        let affected: HashSet<String> = touched_keys.union(&patched_keys).cloned().collect();
+        let mut located = Vec::new();
         let mut touched_dates: BTreeSet<i32> = touched.dates(1)?.into_iter().collect();
         for table in SESSION_TABLES {
-            let dates = materialize(
-                ctx,
-                &format!("{table}_old_dates"),
-                &format!(
-                    "SELECT DISTINCT t.{SESSION_DATE} AS day, s.domain_sessionid IS NOT NULL AS touched \
-                     FROM derived.{table} t \
-                     LEFT JOIN touched_sessions s ON s.domain_sessionid = t.domain_sessionid \
-                     WHERE t.domain_sessionid IN (SELECT domain_sessionid FROM affected_sessions)"
-                ),
-            )
-            .await?;
-            touched_dates.extend(dates.dates_where(0, 1)?);
-            old_dates.push(dates.dates(0)?);
+            let delta = opened(&mut tables, table)?;
+            let started = std::time::Instant::now();
+            let found = deletion::locate(&delta, "domain_sessionid", &affected)
+                .await
+                .map_err(|source| delta_error(table, source))?;
+            tracing::debug!(table, files = found.files.len(), elapsed = ?started.elapsed(), "rows located");
+            for file in &found.files {
+                if file.rows.iter().any(|(_, key)| touched_keys.contains(key)) {
+                    touched_dates.extend(session_date(file));
+                }
+            }
+            located.push((table, delta, found));
+        }
+        // the older rows of restitched sessions, read while the touched ones are derived
+        let mut older_rows = Vec::new();
+        for (table, delta, found) in &located {
+            let read = deletion::read_rows(delta, found, |key| patched_keys.contains(key))
+                .map_err(|source| delta_error(table, source))?;
+            older_rows.push(tokio::spawn(read));
         }
 
         // every event of the touched sessions: from the earliest date any of them has
@@ -473,21 +495,26 @@ impl Modeller {
         report.sessions = sessions.rows();
 
         // older rows of restitched cookies, with their new stitched id
+        let stitched_ids = stitched_ids(&restitched)?;
         let mut rows = Vec::new();
-        for (table, this_run) in [
-            ("page_views", page_views),
-            ("sessions", sessions),
-            ("conversions", conversions),
-        ] {
-            let restitched = restitch(ctx, table).await?;
+        for ((table, _, _), (this_run, older)) in located.iter().zip(
+            [page_views, sessions, conversions]
+                .into_iter()
+                .zip(older_rows),
+        ) {
+            let older = older
+                .await
+                .map_err(|error| delta_error(table, DeltaTableError::Generic(error.to_string())))?
+                .map_err(|source| delta_error(table, source))?;
+            let restitched = restitch(older, &stitched_ids)?;
             let rows_now = this_run.union(restitched)?;
-            if table == "sessions" {
+            if *table == "sessions" {
                 ctx.register_table("sessions_now", rows_now.mem_table()?)?;
             }
-            rows.push((table, rows_now));
+            rows.push(rows_now);
         }
-        report.page_views = rows[0].1.rows();
-        report.conversions = rows[2].1.rows();
+        report.page_views = rows[0].rows();
+        report.conversions = rows[2].rows();
 
         // users: every cookie with a re-derived or restitched session, from all its sessions
         let users_touched = materialize(
@@ -512,76 +539,65 @@ impl Modeller {
         report.users = users.rows();
 
         // replace, table by table, each in one commit
-        let affected: Vec<String> = touched
-            .strings(0)?
-            .into_iter()
-            .chain(patched.strings(0)?)
-            .collect();
-        for ((table, rows), old) in rows.into_iter().zip(old_dates) {
-            let mut dates: BTreeSet<i32> = old.into_iter().collect();
+        let affected: Vec<String> = affected.into_iter().collect();
+        for ((table, delta, found), rows) in located.into_iter().zip(rows) {
+            let mut dates: BTreeSet<i32> = found.files.iter().filter_map(session_date).collect();
             dates.extend(rows.dates_of(SESSION_DATE)?);
-            self.replace(
-                table,
-                rows,
-                "domain_sessionid",
-                &affected,
-                Some(&dates),
-                high,
-            )
-            .await?;
+            let keys = Keys {
+                column: "domain_sessionid",
+                all: &affected,
+                found,
+                dates: Some(&dates),
+            };
+            self.replace(table, delta, rows, keys, high).await?;
         }
-        let user_ids = users_touched.strings(0)?;
-        self.replace("users", users, "domain_userid", &user_ids, None, high)
-            .await?;
         let mapped = updates.strings(0)?;
-        self.replace(
-            "user_mapping",
-            updates,
-            "domain_userid",
-            &mapped,
-            None,
-            high,
-        )
-        .await?;
+        for (table, rows, ids) in [
+            ("users", users, users_touched.strings(0)?),
+            ("user_mapping", updates, mapped),
+        ] {
+            let delta = opened(&mut tables, table)?;
+            let wanted: HashSet<String> = ids.iter().cloned().collect();
+            let found = deletion::locate(&delta, "domain_userid", &wanted)
+                .await
+                .map_err(|source| delta_error(table, source))?;
+            let keys = Keys {
+                column: "domain_userid",
+                all: &ids,
+                found,
+                dates: None,
+            };
+            self.replace(table, delta, rows, keys, high).await?;
+        }
         Ok(report)
     }
 
-    /// Replaces the rows whose `column` is one of `keys` (in the partitions
-    /// `dates`, for the tables partitioned by session date) with `rows`, in
-    /// one commit: marked deleted in deletion vectors where the table takes
-    /// them, else by rewriting their files. Only records progress when
-    /// nothing matches and there are no rows.
+    /// Replaces the rows found of `keys` (in the partitions `keys.dates`,
+    /// for the tables partitioned by session date) with `rows`, in one
+    /// commit: marked deleted in deletion vectors where the table takes them,
+    /// else by rewriting their files. Only records progress when nothing
+    /// matches and there are no rows.
     async fn replace(
         &self,
         table: &str,
+        delta: DeltaTable,
         rows: Rows,
-        column: &str,
-        keys: &[String],
-        dates: Option<&BTreeSet<i32>>,
+        keys: Keys<'_>,
         high: i64,
     ) -> Result<()> {
         let started = std::time::Instant::now();
-        let delta = self.table(table).await?;
         let written = rows.rows();
-        // no keys or no dates: the table has no rows of these, before or after
-        let matches_nothing = keys.is_empty() || dates.is_some_and(BTreeSet::is_empty);
         if deletion::supported(&delta) {
-            let keys: HashSet<String> = keys.iter().cloned().collect();
-            let doomed = Doomed {
-                column,
-                keys: &keys,
-                partition: dates.map(|dates| (SESSION_DATE, dates)),
-            };
-            let done = deletion::replace(&delta, rows.batches()?, doomed, commit(high))
+            deletion::replace(&delta, rows.batches()?, keys.found, commit(high))
                 .await
                 .map_err(|source| delta_error(table, source))?;
-            if done {
-                tracing::debug!(table, rows = written, elapsed = ?started.elapsed(), "replaced (deletion vectors)");
-                return Ok(());
-            }
+            tracing::debug!(table, rows = written, elapsed = ?started.elapsed(), "replaced (deletion vectors)");
+            return Ok(());
         }
-        let mut predicate = in_strings(column, keys);
-        if let Some(dates) = dates {
+        // no keys or no dates: the table has no rows of these, before or after
+        let matches_nothing = keys.all.is_empty() || keys.dates.is_some_and(BTreeSet::is_empty);
+        let mut predicate = in_strings(keys.column, keys.all);
+        if let Some(dates) = keys.dates {
             predicate = in_dates(SESSION_DATE, dates).and(predicate);
         }
         let write = if matches_nothing && written == 0 {
@@ -618,18 +634,33 @@ impl Modeller {
     async fn table(&self, table: &str) -> Result<DeltaTable> {
         Ok(self.lake.table("derived", table).await?)
     }
+}
 
-    /// The `load_tstamp` a table is modelled up to; `None` if it does not exist.
-    async fn mark(&self, table: &str) -> Result<Option<i64>> {
-        let delta = self.table(table).await?;
-        let Ok(snapshot) = delta.snapshot() else {
-            return Ok(None);
-        };
-        snapshot
-            .transaction_version(delta.log_store().as_ref(), MODEL_APP_ID)
-            .await
-            .map_err(|source| delta_error(table, source))
-    }
+/// The `load_tstamp` a table is modelled up to; `None` if it does not exist.
+async fn mark(delta: &DeltaTable, table: &str) -> Result<Option<i64>> {
+    let Ok(snapshot) = delta.snapshot() else {
+        return Ok(None);
+    };
+    snapshot
+        .transaction_version(delta.log_store().as_ref(), MODEL_APP_ID)
+        .await
+        .map_err(|source| delta_error(table, source))
+}
+
+/// A table opened at the start of the run, taken for its replacement.
+fn opened(tables: &mut HashMap<&str, DeltaTable>, table: &str) -> Result<DeltaTable> {
+    tables
+        .remove(table)
+        .ok_or_else(|| delta_error(table, DeltaTableError::Generic("not opened".into())))
+}
+
+/// Which rows a replacement removes: those found of the keys `all` in
+/// `column`, in the partitions `dates` for a table partitioned by session date.
+struct Keys<'a> {
+    column: &'a str,
+    all: &'a [String],
+    found: deletion::Located,
+    dates: Option<&'a BTreeSet<i32>>,
 }
 
 /// The rows of a table this run writes, in memory.
@@ -658,8 +689,8 @@ impl Rows {
     }
 
     /// These rows followed by others of the same columns (cast to these types).
-    fn union(mut self, other: Rows) -> Result<Rows> {
-        for batch in &other.batches {
+    fn union(mut self, other: Vec<RecordBatch>) -> Result<Rows> {
+        for batch in &other {
             self.batches.push(conform(batch, &self.schema)?);
         }
         Ok(self)
@@ -708,23 +739,6 @@ impl Rows {
         let mut out = Vec::new();
         for batch in &self.batches {
             out.extend(date_column(batch, index)?.iter().flatten());
-        }
-        Ok(out)
-    }
-
-    /// The non-null dates of column `index` on rows where the boolean column `flag` is true.
-    fn dates_where(&self, index: usize, flag: usize) -> Result<Vec<i32>> {
-        use deltalake::arrow::array::AsArray;
-        let mut out = Vec::new();
-        for batch in &self.batches {
-            let dates = date_column(batch, index)?;
-            let flags = batch.column(flag).as_boolean();
-            out.extend(
-                dates
-                    .iter()
-                    .zip(flags.iter())
-                    .filter_map(|(date, flag)| flag.unwrap_or(false).then_some(date).flatten()),
-            );
         }
         Ok(out)
     }
@@ -788,37 +802,49 @@ async fn register_sql(ctx: &SessionContext, name: &str, sql: &str) -> Result<()>
     Ok(())
 }
 
-/// The rows of `table` from sessions not re-derived this run whose cookie is
-/// now stitched to another user id, with that id.
-async fn restitch(ctx: &SessionContext, table: &str) -> Result<Rows> {
-    let schema = ctx
-        .table(format!("derived.{table}").as_str())
-        .await?
-        .schema()
-        .clone();
-    let columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let name = field.name();
-            if name == "stitched_user_id" {
-                "r.user_id AS stitched_user_id".to_owned()
-            } else {
-                format!("t.\"{}\"", name.replace('"', "\"\""))
-            }
-        })
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM derived.{table} t JOIN restitched r ON r.domain_userid = t.domain_userid \
-         WHERE t.domain_sessionid IN (SELECT domain_sessionid FROM patched_sessions)",
-        columns.join(", ")
-    );
-    let frame = ctx.sql(&sql).await?;
-    let schema = nullable(frame.schema().as_arrow());
-    Ok(Rows {
-        schema,
-        batches: frame.collect().await?,
-    })
+/// Each restitched cookie's new user id.
+fn stitched_ids(restitched: &Rows) -> Result<HashMap<String, String>> {
+    let cookies = restitched.strings(0)?;
+    let users = restitched.strings(1)?;
+    Ok(cookies.into_iter().zip(users).collect())
+}
+
+/// Older rows of restitched cookies with their new stitched user id (the
+/// rows of cookies without one left out).
+fn restitch(older: Vec<RecordBatch>, ids: &HashMap<String, String>) -> Result<Vec<RecordBatch>> {
+    use deltalake::arrow::array::{AsArray, BooleanArray};
+    use deltalake::arrow::compute::filter_record_batch;
+    use deltalake::arrow::datatypes::DataType;
+    let mut out = Vec::with_capacity(older.len());
+    for batch in older {
+        let schema = batch.schema();
+        let cookie_at = schema.index_of("domain_userid")?;
+        let new_ids = |batch: &RecordBatch| -> Result<Vec<Option<String>>> {
+            let cookies = cast(batch.column(cookie_at), &DataType::Utf8)?;
+            Ok(cookies
+                .as_string::<i32>()
+                .iter()
+                .map(|cookie| cookie.and_then(|cookie| ids.get(cookie)).cloned())
+                .collect())
+        };
+        let keep = BooleanArray::from_iter(new_ids(&batch)?.iter().map(|id| Some(id.is_some())));
+        let batch = filter_record_batch(&batch, &keep)?;
+        let stitched = StringArray::from(new_ids(&batch)?);
+        let at = schema.index_of("stitched_user_id")?;
+        let mut columns = batch.columns().to_vec();
+        columns[at] = cast(&stitched, schema.field(at).data_type())?;
+        out.push(RecordBatch::try_new(schema, columns)?);
+    }
+    Ok(out)
+}
+
+/// A file's session date (its partition value).
+fn session_date(file: &deletion::Found) -> Option<i32> {
+    let value = file.partition(SESSION_DATE)?;
+    match ScalarValue::try_from_string(value, &deltalake::arrow::datatypes::DataType::Date32) {
+        Ok(ScalarValue::Date32(day)) => day,
+        _ => None,
+    }
 }
 
 async fn newest_load(ctx: &SessionContext) -> Result<Option<i64>> {
