@@ -26,11 +26,23 @@ pub async fn session_of(lake: &Lake, tables: &[(String, String)]) -> Result<Sess
         .expect("the default catalog exists");
     let existing = lake.tables()?;
     let providers_session = SessionContext::new().state();
-    for (schema, table) in tables.iter().filter(|t| existing.contains(t)) {
-        if catalog.schema(schema).is_none() {
-            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+    // each table's log read side by side: a lake has a dozen tables
+    let mut opening = tokio::task::JoinSet::new();
+    for (at, (schema, table)) in tables.iter().filter(|t| existing.contains(t)).enumerate() {
+        let (lake, schema, table) = (lake.clone(), schema.clone(), table.clone());
+        opening.spawn(async move { (at, lake.table(&schema, &table).await, schema, table) });
+    }
+    let mut opened = Vec::with_capacity(opening.len());
+    while let Some(joined) = opening.join_next().await {
+        let (at, delta, schema, table) =
+            joined.map_err(|error| LakeError::Io(std::io::Error::other(error)))?;
+        opened.push((at, delta?, schema, table));
+    }
+    opened.sort_by_key(|(at, ..)| *at);
+    for (_, delta, schema, table) in opened {
+        if catalog.schema(&schema).is_none() {
+            catalog.register_schema(&schema, Arc::new(MemorySchemaProvider::new()))?;
         }
-        let delta = lake.table(schema, table).await?;
         delta
             .update_datafusion_session(&context.state())
             .map_err(|source| LakeError::Delta {
