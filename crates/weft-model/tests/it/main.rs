@@ -5,6 +5,7 @@ mod simulated;
 mod spark;
 
 use deltalake::arrow::array::RecordBatch;
+use futures::StreamExt;
 use serde_json::json;
 use weft_core::Event;
 use weft_core::config::ModelConfig;
@@ -282,6 +283,67 @@ async fn a_cookie_that_logs_in_on_its_third_session_is_stitched_back() {
             marked >= 1,
             "{table}: {marked} of {files} files have a deletion vector"
         );
+    }
+    assert_same_as_rebuild(&setup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_without_deletion_vectors_have_their_files_rewritten() {
+    let mut setup = Setup::new();
+    let session = |n: i64| DAY + n * 86_400_000;
+    setup
+        .load(&[
+            event("pv", "c1", "s1", "home", session(0)),
+            event("pv", "c1", "s2", "home", session(1)),
+            event("pv", "other", "o1", "home", session(1)),
+        ])
+        .await;
+    setup.model().await;
+    // s2 goes on in a later load: its first rows are marked deleted in their file
+    setup
+        .load(&[event("pv", "c1", "s2", "basket", session(1) + 60_000)])
+        .await;
+    setup.model().await;
+    let (marked, _) = files_with_deletion_vectors(&setup, "page_views").await;
+    assert!(marked >= 1);
+    // as a table made before weft used deletion vectors
+    for table in weft_model::DERIVED_TABLES {
+        let delta = setup.lake.table("derived", table).await.unwrap();
+        delta
+            .set_tbl_properties()
+            .with_properties(
+                [("delta.enableDeletionVectors".to_owned(), "false".to_owned())].into(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut login = event("login", "c1", "s3", "account", session(2) + 5_000);
+    login.user_id = Some("user-42".into());
+    setup
+        .load(&[event("pv", "c1", "s3", "account", session(2)), login])
+        .await;
+    let report = setup.model().await;
+    assert_eq!((report.sessions, report.restitched_sessions), (1, 2));
+    // the rows deleted before are not restitched back to life
+    assert_eq!(
+        setup
+            .rows(
+                "SELECT domain_sessionid, count(*) AS n, min(stitched_user_id) AS id \
+                 FROM derived.page_views GROUP BY domain_sessionid ORDER BY domain_sessionid"
+            )
+            .await,
+        vec![
+            json!({"domain_sessionid": "o1", "n": 1, "id": "other"}),
+            json!({"domain_sessionid": "s1", "n": 1, "id": "user-42"}),
+            json!({"domain_sessionid": "s2", "n": 2, "id": "user-42"}),
+            json!({"domain_sessionid": "s3", "n": 1, "id": "user-42"}),
+        ]
+    );
+    for table in ["page_views", "sessions", "users"] {
+        let delta = setup.lake.table("derived", table).await.unwrap();
+        let newest = delta.history(Some(1)).next().await.unwrap().unwrap();
+        assert_eq!(newest.operation.as_deref(), Some("WRITE"), "{table}");
     }
     assert_same_as_rebuild(&setup).await;
 }
