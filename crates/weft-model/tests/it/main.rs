@@ -217,17 +217,31 @@ async fn bounces_midnight_and_channels() {
     assert_eq!(views, vec![json!({"n": 2})]);
 }
 
+/// The start of day `n` after [`DAY`].
+fn session(n: i64) -> i64 {
+    DAY + n * 86_400_000
+}
+
+/// Cookie c1's sessions s1 and s2 on two days, and another cookie's.
+fn two_sessions_of_c1_and_one_of_another() -> Vec<Event> {
+    vec![
+        event("pv", "c1", "s1", "home", session(0)),
+        event("pv", "c1", "s2", "home", session(1)),
+        event("pv", "other", "o1", "home", session(1)),
+    ]
+}
+
+/// c1's third session, s3, where it logs in as user-42.
+fn c1_logs_in_on_its_third_session() -> Vec<Event> {
+    let mut login = event("login", "c1", "s3", "account", session(2) + 5_000);
+    login.user_id = Some("user-42".into());
+    vec![event("pv", "c1", "s3", "account", session(2)), login]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_that_logs_in_on_its_third_session_is_stitched_back() {
     let mut setup = Setup::new();
-    let session = |n: i64| DAY + n * 86_400_000;
-    setup
-        .load(&[
-            event("pv", "c1", "s1", "home", session(0)),
-            event("pv", "c1", "s2", "home", session(1)),
-            event("pv", "other", "o1", "home", session(1)),
-        ])
-        .await;
+    setup.load(&two_sessions_of_c1_and_one_of_another()).await;
     setup.model().await;
     let stitched =
         "SELECT domain_sessionid, stitched_user_id FROM derived.sessions ORDER BY domain_sessionid";
@@ -240,11 +254,7 @@ async fn a_cookie_that_logs_in_on_its_third_session_is_stitched_back() {
         ]
     );
 
-    let mut login = event("login", "c1", "s3", "account", session(2) + 5_000);
-    login.user_id = Some("user-42".into());
-    setup
-        .load(&[event("pv", "c1", "s3", "account", session(2)), login])
-        .await;
+    setup.load(&c1_logs_in_on_its_third_session()).await;
     let report = setup.model().await;
     assert!(!report.full);
     assert_eq!(
@@ -290,14 +300,7 @@ async fn a_cookie_that_logs_in_on_its_third_session_is_stitched_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_without_deletion_vectors_have_their_files_rewritten() {
     let mut setup = Setup::new();
-    let session = |n: i64| DAY + n * 86_400_000;
-    setup
-        .load(&[
-            event("pv", "c1", "s1", "home", session(0)),
-            event("pv", "c1", "s2", "home", session(1)),
-            event("pv", "other", "o1", "home", session(1)),
-        ])
-        .await;
+    setup.load(&two_sessions_of_c1_and_one_of_another()).await;
     setup.model().await;
     // s2 goes on in a later load: its first rows are marked deleted in their file
     setup
@@ -318,11 +321,7 @@ async fn tables_without_deletion_vectors_have_their_files_rewritten() {
             .unwrap();
     }
 
-    let mut login = event("login", "c1", "s3", "account", session(2) + 5_000);
-    login.user_id = Some("user-42".into());
-    setup
-        .load(&[event("pv", "c1", "s3", "account", session(2)), login])
-        .await;
+    setup.load(&c1_logs_in_on_its_third_session()).await;
     let report = setup.model().await;
     assert_eq!((report.sessions, report.restitched_sessions), (1, 2));
     // the rows deleted before are not restitched back to life
