@@ -812,27 +812,25 @@ fn stitched_ids(restitched: &Rows) -> Result<HashMap<String, String>> {
 /// Older rows of restitched cookies with their new stitched user id (the
 /// rows of cookies without one left out).
 fn restitch(older: Vec<RecordBatch>, ids: &HashMap<String, String>) -> Result<Vec<RecordBatch>> {
-    use deltalake::arrow::array::{AsArray, BooleanArray};
-    use deltalake::arrow::compute::filter_record_batch;
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::compute::{filter, filter_record_batch, is_not_null};
     use deltalake::arrow::datatypes::DataType;
     let mut out = Vec::with_capacity(older.len());
     for batch in older {
         let schema = batch.schema();
-        let cookie_at = schema.index_of("domain_userid")?;
-        let new_ids = |batch: &RecordBatch| -> Result<Vec<Option<String>>> {
-            let cookies = cast(batch.column(cookie_at), &DataType::Utf8)?;
-            Ok(cookies
-                .as_string::<i32>()
-                .iter()
-                .map(|cookie| cookie.and_then(|cookie| ids.get(cookie)).cloned())
-                .collect())
-        };
-        let keep = BooleanArray::from_iter(new_ids(&batch)?.iter().map(|id| Some(id.is_some())));
-        let batch = filter_record_batch(&batch, &keep)?;
-        let stitched = StringArray::from(new_ids(&batch)?);
+        let cookies = cast(
+            batch.column(schema.index_of("domain_userid")?),
+            &DataType::Utf8,
+        )?;
+        let stitched: StringArray = cookies
+            .as_string::<i32>()
+            .iter()
+            .map(|cookie| cookie.and_then(|cookie| ids.get(cookie)))
+            .collect();
+        let keep = is_not_null(&stitched)?;
         let at = schema.index_of("stitched_user_id")?;
-        let mut columns = batch.columns().to_vec();
-        columns[at] = cast(&stitched, schema.field(at).data_type())?;
+        let mut columns = filter_record_batch(&batch, &keep)?.columns().to_vec();
+        columns[at] = cast(&filter(&stitched, &keep)?, schema.field(at).data_type())?;
         out.push(RecordBatch::try_new(schema, columns)?);
     }
     Ok(out)
