@@ -38,6 +38,11 @@ pub struct ModelArgs {
     /// buckets), as DuckDB runs it; it needs about 10 GB per million events.
     #[arg(long)]
     pub engine_compare: bool,
+    /// Write the simulated, loaded lake here and keep it (default: a temporary
+    /// folder); a lake this benchmark already wrote there is measured again
+    /// (--events and --days are those it was written with).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// The statements DuckDB runs: the same as weft's, up to sessions.
@@ -87,69 +92,23 @@ pub async fn run(config: Config, args: ModelArgs) -> Result<()> {
         .prefix("bench-model-")
         .tempdir_in(&config.data_dir)
         .context("creating a scratch folder in data_dir")?;
-
-    // the input: a simulated shop sized to the events asked for, backfilled and loaded
-    let mut options = SimOptions {
-        days: args.days,
-        prediction_days: (args.days / 4).max(1),
-        ..SimOptions::default()
+    let dir = args.keep.as_deref().unwrap_or(scratch.path());
+    let lake = Lake::new(dir);
+    let kept = lake
+        .tables()?
+        .contains(&("atomic".to_owned(), "events".to_owned()));
+    let events = if kept {
+        println!(
+            "weft bench model: measuring the lake already in {} (--events and --days are those it was written with)",
+            dir.display()
+        );
+        count_events(&lake).await?
+    } else {
+        simulate_and_load(&config, &args, dir, &lake).await?
     };
-    let sample = 200;
-    options.visitors = sample;
-    let per_person = (0..sample)
-        .map(|i| Person::generate(&options, i).run.truth.events as u64)
-        .sum::<u64>()
-        .max(1) as f64
-        / sample as f64;
-    options.visitors = ((args.events as f64 / per_person).ceil() as u64).max(1);
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let progress = ProgressBar::new(options.visitors).with_style(
-        ProgressStyle::with_template("simulating visitors {bar:30} {pos}/{len}")
-            .expect("valid template"),
-    );
-    let (summary, _) =
-        weft_sim::out::write_backfill(&options, scratch.path(), threads, &|people| {
-            progress.set_position(people)
-        })
-        .map_err(anyhow::Error::msg)?;
-    progress.finish_and_clear();
-    weft_sim::out::install_schemas(scratch.path()).map_err(anyhow::Error::msg)?;
-    let log = Arc::new(FileLog::open(
-        scratch.path().join("raw"),
-        FileLogOptions::default(),
-    )?);
-    let mut resolver = weft_enrich::Resolver::new(Vec::new());
-    for (uri, schema) in weft_sim::SCHEMAS {
-        resolver = resolver.with_schema(uri, schema)?;
-    }
-    let lake = Lake::new(scratch.path());
-    let loading = Instant::now();
-    let load = Loader::new(log, Arc::new(resolver), lake.clone())
-        .with_enrichments(crate::run::enrichments(&config).await?)
-        .with_batch_records(config.loader.batch_records)
-        .load()
-        .await?;
-    println!(
-        "weft bench model: {} simulated events of {} visitors over {} days (loaded in {:.0} s)",
-        load.events,
-        summary.visitors,
-        args.days,
-        loading.elapsed().as_secs_f64()
-    );
-
-    // small files compacted, as `weft serve`'s maintenance keeps a lake
-    let compacting = Instant::now();
-    let maintained = weft_lake::maintain(&lake, &crate::run::maintenance_options(&config)).await?;
-    let (removed, added) = maintained.iter().fold((0, 0), |(removed, added), table| {
-        (removed + table.files_compacted, added + table.files_written)
-    });
-    println!(
-        "  compacted {removed} files into {added} in {:.0} s (weft serve's maintenance)",
-        compacting.elapsed().as_secs_f64()
-    );
 
     // the newest events are held back: they arrive after the full build
-    let tail = hold_back_newest(&lake, args.increment_pct, load.events).await?;
+    let tail = hold_back_newest(&lake, args.increment_pct, events).await?;
     let tail_rows: usize = tail.iter().map(RecordBatch::num_rows).sum();
 
     let modeller = Modeller::new(lake.clone(), config.model.clone());
@@ -207,6 +166,78 @@ pub async fn run(config: Config, args: ModelArgs) -> Result<()> {
         Err(error) => println!("  DuckDB not measured: {error:#}"),
     }
     Ok(())
+}
+
+/// Simulates a shop of about `--events` events over `--days` days into `dir`,
+/// loads them into `lake` and compacts it; returns how many events it holds.
+async fn simulate_and_load(
+    config: &Config,
+    args: &ModelArgs,
+    dir: &std::path::Path,
+    lake: &Lake,
+) -> Result<usize> {
+    // the input: a simulated shop sized to the events asked for, backfilled and loaded
+    let mut options = SimOptions {
+        days: args.days,
+        prediction_days: (args.days / 4).max(1),
+        ..SimOptions::default()
+    };
+    let sample = 200;
+    options.visitors = sample;
+    let per_person = (0..sample)
+        .map(|i| Person::generate(&options, i).run.truth.events as u64)
+        .sum::<u64>()
+        .max(1) as f64
+        / sample as f64;
+    options.visitors = ((args.events as f64 / per_person).ceil() as u64).max(1);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let progress = ProgressBar::new(options.visitors).with_style(
+        ProgressStyle::with_template("simulating visitors {bar:30} {pos}/{len}")
+            .expect("valid template"),
+    );
+    let (summary, _) = weft_sim::out::write_backfill(&options, dir, threads, &|people| {
+        progress.set_position(people)
+    })
+    .map_err(anyhow::Error::msg)?;
+    progress.finish_and_clear();
+    weft_sim::out::install_schemas(dir).map_err(anyhow::Error::msg)?;
+    let log = Arc::new(FileLog::open(dir.join("raw"), FileLogOptions::default())?);
+    let mut resolver = weft_enrich::Resolver::new(Vec::new());
+    for (uri, schema) in weft_sim::SCHEMAS {
+        resolver = resolver.with_schema(uri, schema)?;
+    }
+    let loading = Instant::now();
+    let load = Loader::new(log, Arc::new(resolver), lake.clone())
+        .with_enrichments(crate::run::enrichments(config).await?)
+        .with_batch_records(config.loader.batch_records)
+        .load()
+        .await?;
+    println!(
+        "weft bench model: {} simulated events of {} visitors over {} days (loaded in {:.0} s)",
+        load.events,
+        summary.visitors,
+        args.days,
+        loading.elapsed().as_secs_f64()
+    );
+
+    // small files compacted, as `weft serve`'s maintenance keeps a lake
+    let compacting = Instant::now();
+    let maintained = weft_lake::maintain(lake, &crate::run::maintenance_options(config)).await?;
+    let (removed, added) = maintained.iter().fold((0, 0), |(removed, added), table| {
+        (removed + table.files_compacted, added + table.files_written)
+    });
+    println!(
+        "  compacted {removed} files into {added} in {:.0} s (weft serve's maintenance)",
+        compacting.elapsed().as_secs_f64()
+    );
+    Ok(load.events)
+}
+
+/// How many events `atomic.events` holds.
+async fn count_events(lake: &Lake) -> Result<usize> {
+    let context = weft_lake::sql::session(lake).await?;
+    let rows = context.table("atomic.events").await?.count().await?;
+    Ok(rows)
 }
 
 /// Removes the newest `percent` of events from `atomic.events` and returns them.
