@@ -2,7 +2,7 @@
 -- full build), bots left out, each with the page view it belongs to: the id of its
 -- web_page entity, or its own event id for a page view sent without one.
 SELECT
-  event_id, app_id, platform, event, event_vendor, event_name,
+  event_id, app_id, event_vendor, event_name,
   user_id, domain_userid, network_userid, domain_sessionid, domain_sessionidx,
   dvce_created_tstamp, collector_tstamp, derived_tstamp,
   coalesce(
@@ -17,7 +17,7 @@ SELECT
   geo_timezone, user_ipaddress, useragent,
   br_family, br_version, br_lang, br_viewwidth, br_viewheight, br_colordepth, br_renderengine,
   os_family, os_timezone, dvce_type, dvce_ismobile, doc_width, doc_height,
-  pp_xoffset_min, pp_xoffset_max, pp_yoffset_min, pp_yoffset_max,
+  pp_xoffset_max, pp_yoffset_max,
   tr_orderid, tr_total, tr_currency, ti_orderid, ti_category,
   load_tstamp, event_date
   {{rule_columns}}

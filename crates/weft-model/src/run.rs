@@ -32,13 +32,14 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
 use tracing::info;
 use weft_core::config::ModelConfig;
 use weft_lake::Lake;
 
 use crate::deletion;
 use crate::dialect::Dialect;
-use crate::spill::Spill;
+use crate::spill::{Spill, Taken};
 use crate::sql::ModelSql;
 use crate::{ModelError, Result};
 
@@ -234,45 +235,51 @@ impl Modeller {
             new_events: spill.as_ref().map_or(0, Spill::rows),
             ..ModelReport::default()
         };
+        let per_bucket: Arc<Vec<(&'static str, String)>> = Arc::new(
+            PER_SESSION
+                .iter()
+                .map(|&name| Ok((name, statement(name)?.clone())))
+                .collect::<Result<_>>()?,
+        );
+        let derived: Vec<Vec<(&str, Rows)>> = match &mut spill {
+            None => {
+                let events = ctx.table("all_events").await?;
+                let rows = materialize_frame(ctx, "events_this_run", events).await?;
+                report.new_events = rows.rows() as u64;
+                register_sql(ctx, "page_view_events", statement("page_view_events")?).await?;
+                vec![derive(ctx.clone(), per_bucket).await?]
+            }
+            Some(spill) => {
+                // buckets side by side, one a core, each query on one thread:
+                // its rows never cross between partitions
+                let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                let mapping = results
+                    .get("user_mapping")
+                    .expect("derived above")
+                    .mem_table()?;
+                let spawned = futures::stream::iter(0..buckets).map(|bucket| {
+                    let taken = spill.take(bucket);
+                    let (mapping, statements) = (Arc::clone(&mapping), Arc::clone(&per_bucket));
+                    async move {
+                        let deriving = async move {
+                            derive(bucket_context(taken, mapping)?, statements).await
+                        };
+                        tokio::spawn(deriving).await.map_err(|error| {
+                            ModelError::Sql(format!("deriving a bucket: {error}"))
+                        })?
+                    }
+                });
+                spawned.buffered(cores).try_collect().await?
+            }
+        };
         let mut per_session: std::collections::HashMap<&str, Rows> =
             std::collections::HashMap::new();
-        for bucket in 0..buckets {
-            ctx.deregister_table("events_this_run")?;
-            ctx.deregister_table("page_view_events")?;
-            match &mut spill {
-                None => {
-                    let events = ctx.table("all_events").await?;
-                    let rows = materialize_frame(ctx, "events_this_run", events).await?;
-                    report.new_events = rows.rows() as u64;
-                    register_sql(ctx, "page_view_events", statement("page_view_events")?).await?;
-                }
-                Some(spill) => {
-                    let read = spill.take(bucket)?;
-                    let events = MemTable::try_new(Arc::clone(spill.events_schema()), read.events)?;
-                    ctx.register_table("events_this_run", Arc::new(events))?;
-                    let page_views = MemTable::try_new(
-                        Arc::clone(spill.page_views_schema()),
-                        read.page_view_events,
-                    )?;
-                    ctx.register_table("page_view_events", Arc::new(page_views))?;
-                }
-            }
-            // what each page view adds to its event, read by page_views only
-            ctx.deregister_table("page_view_facts")?;
-            materialize(ctx, "page_view_facts", statement("page_view_facts")?).await?;
-            for name in [
-                "page_views_this_run",
-                "sessions_this_run",
-                "conversions_this_run",
-            ] {
-                ctx.deregister_table(name)?;
-                let rows = materialize(ctx, name, statement(name)?).await?;
-                let rows = match per_session.remove(name) {
-                    Some(before) => before.union(rows.batches)?,
-                    None => rows,
-                };
-                per_session.insert(name, rows);
-            }
+        for (name, rows) in derived.into_iter().flatten() {
+            let rows = match per_session.remove(name) {
+                Some(before) => before.union(rows.batches)?,
+                None => rows,
+            };
+            per_session.insert(name, rows);
         }
         drop(spill);
         ctx.deregister_table("events_this_run")?;
@@ -634,6 +641,46 @@ impl Modeller {
     async fn table(&self, table: &str) -> Result<DeltaTable> {
         Ok(self.lake.table("derived", table).await?)
     }
+}
+
+/// What a full build derives a bucket of sessions by, in order, each reading
+/// those before it; the first is kept only while its bucket is derived.
+const PER_SESSION: [&str; 4] = [
+    "page_view_facts",
+    "page_views_this_run",
+    "sessions_this_run",
+    "conversions_this_run",
+];
+
+/// The page views, sessions and conversions of the events `ctx` holds.
+async fn derive(
+    ctx: SessionContext,
+    statements: Arc<Vec<(&'static str, String)>>,
+) -> Result<Vec<(&'static str, Rows)>> {
+    let mut out = Vec::with_capacity(statements.len());
+    for (name, sql) in statements.iter() {
+        ctx.deregister_table(*name)?;
+        let rows = materialize(&ctx, name, sql).await?;
+        if *name != PER_SESSION[0] {
+            out.push((*name, rows));
+        }
+    }
+    Ok(out)
+}
+
+/// A session of one thread holding one bucket's events and the user mapping.
+fn bucket_context(taken: Taken, mapping: Arc<MemTable>) -> Result<SessionContext> {
+    let read = taken.read()?;
+    let config = weft_lake::sql::session_config()?.with_target_partitions(1);
+    let mut ctx = SessionContext::new_with_config(config);
+    weft_lake::sql::register_functions(&mut ctx)?;
+    ctx.register_table("user_mapping", mapping)?;
+    let events = MemTable::try_new(read.events_schema, vec![read.events.concat()])?;
+    ctx.register_table("events_this_run", Arc::new(events))?;
+    let page_views =
+        MemTable::try_new(read.page_views_schema, vec![read.page_view_events.concat()])?;
+    ctx.register_table("page_view_events", Arc::new(page_views))?;
+    Ok(ctx)
 }
 
 /// The `load_tstamp` a table is modelled up to; `None` if it does not exist.

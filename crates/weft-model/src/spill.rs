@@ -2,6 +2,8 @@
 //! buckets, so a bucket's sessions are then derived from its rows alone
 //! instead of rescanning every Parquet file for every bucket. The buckets are
 //! held in memory up to a budget; beyond it, their rows go to Arrow IPC files.
+//! Either way their strings are plain (offsets and bytes), not views: a
+//! build's time goes largely to the memory it first touches.
 //!
 //! Only page views need the wide page, referer, marketing, device and geo
 //! columns, and they are a fraction of the events: every event is kept
@@ -27,12 +29,16 @@ use deltalake::datafusion::physical_plan::{Partitioning, SendableRecordBatchStre
 use deltalake::datafusion::prelude::DataFrame;
 use futures::StreamExt;
 
-use crate::run::{compact, conform, nullable};
+use crate::run::{conform, nullable};
 use crate::sql::PAGE_VIEW_COLUMNS;
 use crate::{ModelError, Result};
 
 /// The session column events are split by.
 const SESSION: &str = "domain_sessionid";
+
+/// The columns that scope a run's events, which no model reads: a bucket
+/// goes without them.
+const SCOPE_COLUMNS: [&str; 2] = ["load_tstamp", "event_date"];
 
 /// Rows in a batch of a bucket.
 const BATCH_ROWS: usize = 8192;
@@ -85,7 +91,9 @@ impl Budget {
 /// A bucket's rows: one list of batches per partition that wrote them (at
 /// least one list each).
 pub(crate) struct Bucket {
+    pub(crate) events_schema: SchemaRef,
     pub(crate) events: Vec<Vec<RecordBatch>>,
+    pub(crate) page_views_schema: SchemaRef,
     pub(crate) page_view_events: Vec<Vec<RecordBatch>>,
 }
 
@@ -102,9 +110,15 @@ impl Spill {
         let started = std::time::Instant::now();
         std::fs::create_dir_all(&dir).map_err(|source| io_error(&dir, source))?;
         let whole = nullable(frame.schema().as_arrow());
-        let narrow: Vec<usize> = (0..whole.fields().len())
-            .filter(|&i| !PAGE_VIEW_COLUMNS.contains(&whole.field(i).name().as_str()))
-            .collect();
+        let kept = |without: &[&str]| -> Vec<usize> {
+            (0..whole.fields().len())
+                .filter(|&i| {
+                    let name = whole.field(i).name().as_str();
+                    !SCOPE_COLUMNS.contains(&name) && !without.contains(&name)
+                })
+                .collect()
+        };
+        let (narrow, wide) = (kept(PAGE_VIEW_COLUMNS), kept(&[]));
         // the folder is removed from here on, whatever happens
         let mut spill = Spill {
             dir,
@@ -113,7 +127,7 @@ impl Spill {
                 stored: Vec::new(),
             },
             page_views: Part {
-                schema: whole,
+                schema: Arc::new(whole.project(&wide)?),
                 stored: Vec::new(),
             },
             rows: 0,
@@ -130,8 +144,9 @@ impl Spill {
             .map(|(partition, stream)| {
                 let split = Split {
                     dir: spill.dir.clone(),
-                    schema: Arc::clone(&spill.page_views.schema),
+                    schema: Arc::clone(&whole),
                     narrow: narrow.clone(),
+                    wide: wide.clone(),
                     partition,
                     partitions,
                     buckets,
@@ -171,49 +186,86 @@ impl Spill {
     }
 
     /// The columns of every event (without the page view columns).
+    #[cfg(test)]
     pub(crate) fn events_schema(&self) -> &SchemaRef {
         &self.events.schema
     }
 
-    /// The columns of the page view events (every column).
+    /// The columns of the page view events (every column but the run's scope).
+    #[cfg(test)]
     pub(crate) fn page_views_schema(&self) -> &SchemaRef {
         &self.page_views.schema
     }
 
-    /// The rows of one bucket, which the spill then no longer holds.
-    pub(crate) fn take(&mut self, bucket: usize) -> Result<Bucket> {
+    /// The rows of one bucket, which the spill then no longer holds, to be
+    /// read (while the spill lasts) by [`Taken::read`].
+    pub(crate) fn take(&mut self, bucket: usize) -> Taken {
+        Taken {
+            bucket,
+            events: self.events.take(bucket),
+            page_view_events: self.page_views.take(bucket),
+        }
+    }
+}
+
+/// One bucket's rows as the spill kept them.
+pub(crate) struct Taken {
+    bucket: usize,
+    events: (SchemaRef, Vec<Stored>),
+    page_view_events: (SchemaRef, Vec<Stored>),
+}
+
+impl Taken {
+    /// The rows, as the spill's schemas give them: taken in turn, read side
+    /// by side, as turning strings back into views takes a while.
+    pub(crate) fn read(self) -> Result<Bucket> {
         let started = std::time::Instant::now();
         let read = Bucket {
-            events: self.events.take(bucket)?,
-            page_view_events: self.page_views.take(bucket)?,
+            events_schema: Arc::clone(&self.events.0),
+            events: read_part(self.events)?,
+            page_views_schema: Arc::clone(&self.page_view_events.0),
+            page_view_events: read_part(self.page_view_events)?,
         };
-        tracing::debug!(bucket, elapsed = ?started.elapsed(), "bucket read");
+        tracing::debug!(bucket = self.bucket, elapsed = ?started.elapsed(), "bucket read");
         Ok(read)
     }
 }
 
 impl Part {
-    fn take(&mut self, bucket: usize) -> Result<Vec<Vec<RecordBatch>>> {
-        let mut out = Vec::new();
-        for stored in self.stored.iter_mut().map(|buckets| &mut buckets[bucket]) {
-            let mut batches = std::mem::take(&mut stored.held);
-            if let Some(path) = stored.file.take() {
-                let file = File::open(&path).map_err(|source| io_error(&path, source))?;
-                let reader = StreamReader::try_new(BufReader::new(file), None)?;
-                for batch in reader {
-                    batches.push(conform(&batch?, &self.schema)?);
-                }
-            }
-            if !batches.is_empty() {
-                out.push(batches);
-            }
-        }
-        if out.is_empty() {
-            // a bucket no session fell in: one partition without rows
-            out.push(Vec::new());
-        }
-        Ok(out)
+    fn take(&mut self, bucket: usize) -> (SchemaRef, Vec<Stored>) {
+        let stored = self
+            .stored
+            .iter_mut()
+            .map(|buckets| std::mem::take(&mut buckets[bucket]))
+            .collect();
+        (Arc::clone(&self.schema), stored)
     }
+}
+
+/// One part's rows of a bucket, one list per partition that has any.
+fn read_part((schema, stored): (SchemaRef, Vec<Stored>)) -> Result<Vec<Vec<RecordBatch>>> {
+    let mut out = Vec::new();
+    for Stored { held, file } in stored {
+        let mut batches = Vec::with_capacity(held.len());
+        for batch in held {
+            batches.push(conform(&batch, &schema)?);
+        }
+        if let Some(path) = file {
+            let file = File::open(&path).map_err(|source| io_error(&path, source))?;
+            let reader = StreamReader::try_new(BufReader::new(file), None)?;
+            for batch in reader {
+                batches.push(conform(&batch?, &schema)?);
+            }
+        }
+        if !batches.is_empty() {
+            out.push(batches);
+        }
+    }
+    if out.is_empty() {
+        // a bucket no session fell in: one partition without rows
+        out.push(Vec::new());
+    }
+    Ok(out)
 }
 
 impl Drop for Spill {
@@ -229,10 +281,12 @@ type Writer = StreamWriter<BufWriter<File>>;
 /// How one partition of the events is split.
 struct Split {
     dir: PathBuf,
-    /// Every column, as the page view events are kept.
+    /// The events' columns.
     schema: SchemaRef,
     /// The columns every event is kept with.
     narrow: Vec<usize>,
+    /// The columns the page view events are kept with.
+    wide: Vec<usize>,
     partition: usize,
     partitions: usize,
     buckets: usize,
@@ -248,7 +302,8 @@ impl Split {
     ) -> Result<(Vec<Stored>, Vec<Stored>, u64)> {
         let narrow_schema = Arc::new(self.schema.project(&self.narrow)?);
         let mut events = Writers::new(&self, "events", narrow_schema)?;
-        let mut page_views = Writers::new(&self, "page-views", Arc::clone(&self.schema))?;
+        let wide_schema = Arc::new(self.schema.project(&self.wide)?);
+        let mut page_views = Writers::new(&self, "page-views", wide_schema)?;
         let event_name = self.schema.index_of("event_name")?;
         let page_view = Scalar::new(cast(
             &StringArray::from(vec!["page_view"]),
@@ -260,7 +315,7 @@ impl Split {
             rows += batch.num_rows() as u64;
             events.write(batch.project(&self.narrow)?)?;
             let is_page_view = eq(batch.column(event_name), &page_view)?;
-            let page_view_rows = filter_record_batch(&batch, &is_page_view)?;
+            let page_view_rows = filter_record_batch(&batch.project(&self.wide)?, &is_page_view)?;
             if page_view_rows.num_rows() > 0 {
                 page_views.write(page_view_rows)?;
             }
@@ -292,8 +347,8 @@ struct Bucketed {
 }
 
 impl Bucketed {
-    /// Holds the batches filled so far while the budget lasts, and writes
-    /// them to the file at `path`, with the `plain` columns, after.
+    /// Holds the batches filled so far, with the `plain` columns, while the
+    /// budget lasts, and writes them to the file at `path` after.
     fn keep_filled(
         &mut self,
         budget: &Budget,
@@ -301,16 +356,15 @@ impl Bucketed {
         path: impl Fn() -> PathBuf,
     ) -> std::result::Result<(), DataFusionError> {
         while let Some(batch) = self.rows.next_completed_batch() {
+            let batch = conform(&batch, plain)
+                .map_err(|error| DataFusionError::External(Box::new(error)))?;
             // once a bucket spills it goes on spilling: the budget only shrinks
-            if self.file.is_none() {
-                // the coalescer keeps strings where they were when it deems
-                // that cheaper (a Parquet page's dictionary, say), so a held
-                // batch would pin the buffers of every batch it drew on
-                let held = compact(&batch);
-                if budget.take(held.get_array_memory_size()) {
-                    self.held.push(held);
-                    continue;
-                }
+            if self.file.is_none() && budget.take(batch.get_array_memory_size()) {
+                // held as plain strings too: a view is 16 bytes beside its
+                // string, and each page of memory a build first touches costs
+                // more than the copy (`weft bench model`)
+                self.held.push(batch);
+                continue;
             }
             let (_, writer) = match &mut self.file {
                 Some(file) => file,
@@ -325,8 +379,6 @@ impl Bucketed {
                     self.file.insert((path, writer))
                 }
             };
-            let batch = conform(&batch, plain)
-                .map_err(|error| DataFusionError::External(Box::new(error)))?;
             writer.write(&batch)?;
         }
         Ok(())
@@ -472,6 +524,8 @@ mod tests {
                     (SESSION, column(0)),
                     ("event_name", column(1)),
                     ("page_title", column(2)),
+                    // a column that only scopes a run: no bucket keeps it
+                    ("load_tstamp", column(1)),
                 ])
                 .unwrap()
             })
@@ -507,11 +561,14 @@ mod tests {
         assert_eq!(spill.rows(), 60_000);
         assert!(spill.events_schema().index_of("page_title").is_err());
         assert!(spill.page_views_schema().index_of("page_title").is_ok());
+        for schema in [spill.events_schema(), spill.page_views_schema()] {
+            assert!(schema.index_of("load_tstamp").is_err());
+        }
 
         let mut bucket_of: HashMap<String, usize> = HashMap::new();
         let (mut events, mut page_views) = (0, 0);
         for bucket in 0..3 {
-            let read = spill.take(bucket).unwrap();
+            let read = spill.take(bucket).read().unwrap();
             for (part, rows) in [
                 (&read.events, &mut events),
                 (&read.page_view_events, &mut page_views),
