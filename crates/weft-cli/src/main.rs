@@ -84,37 +84,38 @@ enum Command {
 /// (`weft bench model`). A command that ends keeps them for reuse instead.
 /// It also asks for huge pages where the system gives them on request
 /// (transparent huge pages in `madvise` mode): a build touches gigabytes
-/// once, and a fault per 4 KB page took more of a full model build than the
-/// model itself (`weft run model --full` over 8.3 M events: 47 s, 36 s of it
-/// in the kernel; 29 s with huge pages).
+/// once, and faulting it in 4 KB at a time took more of a full model build
+/// than the model itself (`weft run model --full` over 8.3 M events: 35–47 s,
+/// 17–36 s of it in the kernel; with huge pages 29–44 s, 8–23 s in the kernel).
 /// mimalloc reads its settings when it starts, so the process re-executes
 /// itself with them once; a setting of the user's own is left alone, and
 /// `weft serve`, which runs for days, keeps the defaults.
 fn keep_freed_memory() {
-    const SETTINGS: [(&str, &str); 2] = [
-        ("MIMALLOC_PURGE_DELAY", "-1"),
-        ("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1"),
-    ];
     #[cfg(unix)]
-    if SETTINGS
-        .iter()
-        .any(|(name, _)| std::env::var_os(name).is_none())
     {
         use std::os::unix::process::CommandExt;
+        const SETTINGS: [(&str, &str); 2] = [
+            ("MIMALLOC_PURGE_DELAY", "-1"),
+            ("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1"),
+        ];
+        let unset: Vec<_> = SETTINGS
+            .into_iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect();
+        if unset.is_empty() {
+            return;
+        }
         let Ok(exe) = std::env::current_exe() else {
             return;
         };
         let mut args = std::env::args_os();
         let name = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-        let mut command = std::process::Command::new(exe);
-        command.arg0(name).args(args);
-        for (setting, value) in SETTINGS {
-            if std::env::var_os(setting).is_none() {
-                command.env(setting, value);
-            }
-        }
         // exec only returns on failure: then this process goes on as it is
-        let _failed = command.exec();
+        let _failed = std::process::Command::new(exe)
+            .arg0(name)
+            .args(args)
+            .envs(unset)
+            .exec();
     }
 }
 

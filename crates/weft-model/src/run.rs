@@ -675,10 +675,9 @@ fn bucket_context(taken: Taken, mapping: Arc<MemTable>) -> Result<SessionContext
     let mut ctx = SessionContext::new_with_config(config);
     weft_lake::sql::register_functions(&mut ctx)?;
     ctx.register_table("user_mapping", mapping)?;
-    let events = MemTable::try_new(read.events_schema, vec![read.events.concat()])?;
+    let events = MemTable::try_new(read.events_schema, vec![read.events])?;
     ctx.register_table("events_this_run", Arc::new(events))?;
-    let page_views =
-        MemTable::try_new(read.page_views_schema, vec![read.page_view_events.concat()])?;
+    let page_views = MemTable::try_new(read.page_views_schema, vec![read.page_view_events])?;
     ctx.register_table("page_view_events", Arc::new(page_views))?;
     Ok(ctx)
 }

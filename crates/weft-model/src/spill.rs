@@ -88,13 +88,12 @@ impl Budget {
     }
 }
 
-/// A bucket's rows: one list of batches per partition that wrote them (at
-/// least one list each).
+/// A bucket's rows, from every partition that split them.
 pub(crate) struct Bucket {
     pub(crate) events_schema: SchemaRef,
-    pub(crate) events: Vec<Vec<RecordBatch>>,
+    pub(crate) events: Vec<RecordBatch>,
     pub(crate) page_views_schema: SchemaRef,
-    pub(crate) page_view_events: Vec<Vec<RecordBatch>>,
+    pub(crate) page_view_events: Vec<RecordBatch>,
 }
 
 impl Spill {
@@ -242,11 +241,10 @@ impl Part {
     }
 }
 
-/// One part's rows of a bucket, one list per partition that has any.
-fn read_part((schema, stored): (SchemaRef, Vec<Stored>)) -> Result<Vec<Vec<RecordBatch>>> {
-    let mut out = Vec::new();
+/// One part's rows of a bucket, as `schema` gives them.
+fn read_part((schema, stored): (SchemaRef, Vec<Stored>)) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
     for Stored { held, file } in stored {
-        let mut batches = Vec::with_capacity(held.len());
         for batch in held {
             batches.push(conform(&batch, &schema)?);
         }
@@ -257,15 +255,8 @@ fn read_part((schema, stored): (SchemaRef, Vec<Stored>)) -> Result<Vec<Vec<Recor
                 batches.push(conform(&batch?, &schema)?);
             }
         }
-        if !batches.is_empty() {
-            out.push(batches);
-        }
     }
-    if out.is_empty() {
-        // a bucket no session fell in: one partition without rows
-        out.push(Vec::new());
-    }
-    Ok(out)
+    Ok(batches)
 }
 
 impl Drop for Spill {
@@ -573,7 +564,7 @@ mod tests {
                 (&read.events, &mut events),
                 (&read.page_view_events, &mut page_views),
             ] {
-                for batch in part.iter().flatten() {
+                for batch in part.iter() {
                     // batches as the queries get them: views again, and not a few rows each
                     assert_eq!(batch.column(0).data_type(), &DataType::Utf8View);
                     assert!(batch.num_rows() <= BATCH_ROWS);
@@ -583,8 +574,8 @@ mod tests {
                         assert_eq!(first, bucket, "{session} is in two buckets");
                     }
                 }
-                let batches = part.iter().flatten().count();
-                let in_part: usize = part.iter().flatten().map(RecordBatch::num_rows).sum();
+                let batches = part.len();
+                let in_part: usize = part.iter().map(RecordBatch::num_rows).sum();
                 // two partitions may each leave one part-filled batch
                 assert!(
                     batches <= in_part.div_ceil(BATCH_ROWS) + 2,
@@ -594,7 +585,6 @@ mod tests {
             let titles: HashSet<String> = read
                 .page_view_events
                 .iter()
-                .flatten()
                 .flat_map(|batch| {
                     let titles = batch.column_by_name("page_title").unwrap().as_string_view();
                     titles
